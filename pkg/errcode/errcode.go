@@ -124,6 +124,12 @@ func Of(err error) Code {
 	if errors.As(err, &c) {
 		return c
 	}
+	// Error types that match a code through an Is method.
+	for code := NotFound; code <= Canceled; code++ {
+		if errors.Is(err, code) {
+			return code
+		}
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return Canceled
 	}

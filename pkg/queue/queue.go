@@ -36,6 +36,7 @@ package queue
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -134,14 +135,34 @@ func (q *Queue) check() error {
 	return nil
 }
 
-// Size is the size SQS counts for a message: body plus attribute names and
-// values, in bytes.
+// attrType is the data type every attribute is sent with; SQS counts it
+// toward the message size.
+const attrType = "String"
+
+// Size is the size SQS counts for a message: body plus each attribute's
+// name, data type and value, in bytes.
 func Size(body []byte, attrs map[string]string) int {
 	n := len(body)
 	for k, v := range attrs {
-		n += len(k) + len(v)
+		n += len(k) + len(attrType) + len(v)
 	}
 	return n
+}
+
+// validChars reports whether s holds only the characters SQS accepts in a
+// body or attribute value: #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
+// #x10000-#x10FFFF, as valid UTF-8.
+func validChars[T []byte | string](s T) bool {
+	for _, r := range string(s) {
+		switch {
+		case r == utf8.RuneError:
+			return false
+		case r == 0x9 || r == 0xA || r == 0xD:
+		case r < 0x20, r >= 0xD800 && r <= 0xDFFF, r == 0xFFFE || r == 0xFFFF:
+			return false
+		}
+	}
+	return true
 }
 
 func validEntry(e SendEntry) error {
@@ -150,6 +171,8 @@ func validEntry(e SendEntry) error {
 		return errcode.New(errcode.InvalidArgument, "message body is empty")
 	case !utf8.Valid(e.Body):
 		return errcode.New(errcode.InvalidArgument, "message body is not valid UTF-8")
+	case !validChars(e.Body):
+		return errcode.New(errcode.InvalidArgument, "message body has characters SQS does not accept (control characters other than tab, LF, CR)")
 	case Size(e.Body, e.Attributes) > MaxMessageSize:
 		return errcode.New(errcode.InvalidArgument, "message is %d bytes; the limit is %d", Size(e.Body, e.Attributes), MaxMessageSize)
 	case e.Delay < 0 || e.Delay > MaxDelay:
@@ -161,20 +184,20 @@ func validEntry(e SendEntry) error {
 		if !validAttrName(k) {
 			return errcode.New(errcode.InvalidArgument, "invalid attribute name %q", k)
 		}
-		if v == "" || !utf8.ValidString(v) {
-			return errcode.New(errcode.InvalidArgument, "attribute %s: value must be non-empty UTF-8", k)
+		if v == "" || !utf8.ValidString(v) || !validChars(v) {
+			return errcode.New(errcode.InvalidArgument, "attribute %s: value must be non-empty UTF-8 without control characters", k)
 		}
 	}
 	return nil
 }
 
 // validAttrName follows SQS: 1-256 of A-Z a-z 0-9 _ - ., not starting with
-// "AWS." or "Amazon.", no leading, trailing or doubled period.
+// "AWS." or "Amazon." in any case, no leading, trailing or doubled period.
 func validAttrName(k string) bool {
 	if k == "" || len(k) > maxAttrNameBytes || k[0] == '.' || k[len(k)-1] == '.' {
 		return false
 	}
-	if len(k) >= 4 && (k[:4] == "AWS." || len(k) >= 7 && k[:7] == "Amazon.") {
+	if lk := strings.ToLower(k); strings.HasPrefix(lk, "aws.") || strings.HasPrefix(lk, "amazon.") {
 		return false
 	}
 	prev := byte(0)
@@ -189,7 +212,8 @@ func validAttrName(k string) bool {
 	return true
 }
 
-// Send sends entries, any number, in batches of MaxBatch. Results are in
+// Send sends entries, any number, in batches of at most MaxBatch entries
+// and MaxMessageSize bytes. Results are in
 // the order of entries; an entry that fails validation fails alone.
 func (q *Queue) Send(ctx context.Context, entries ...SendEntry) ([]SendResult, error) {
 	if err := q.check(); err != nil {
@@ -198,6 +222,7 @@ func (q *Queue) Send(ctx context.Context, entries ...SendEntry) ([]SendResult, e
 	out := make([]SendResult, len(entries))
 	var idx []int
 	var batch []SendEntry
+	batchBytes := 0
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -212,7 +237,7 @@ func (q *Queue) Send(ctx context.Context, entries ...SendEntry) ([]SendResult, e
 		for i, r := range res {
 			out[idx[i]] = r
 		}
-		idx, batch = idx[:0], batch[:0]
+		idx, batch, batchBytes = idx[:0], batch[:0], 0
 		return nil
 	}
 	for i, e := range entries {
@@ -221,7 +246,14 @@ func (q *Queue) Send(ctx context.Context, entries ...SendEntry) ([]SendResult, e
 			continue
 		}
 		e.Delay = Seconds(e.Delay)
+		// A batch is also capped at MaxMessageSize in total.
+		if size := Size(e.Body, e.Attributes); batchBytes+size > MaxMessageSize {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
 		idx, batch = append(idx, i), append(batch, e)
+		batchBytes += Size(e.Body, e.Attributes)
 		if len(batch) == MaxBatch {
 			if err := flush(); err != nil {
 				return nil, err
