@@ -14,7 +14,11 @@
 //     I/O, so no key can escape an adapter's root.
 //   - Put streams the reader to the object and replaces it atomically:
 //     readers see the old object or the new one, never a part. A failed or
-//     cancelled Put leaves the old object (or none).
+//     cancelled Put leaves the old object (or none). When PutOptions.Size
+//     is positive and the reader yields a different number of bytes, Put
+//     fails with errcode.InvalidArgument and writes nothing. Put returns the
+//     object's Key, Size, ContentType (DefaultContentType when none was
+//     given) and a non-empty ETag, the same ones Get and Head report.
 //   - Get reads a byte range; a missing object is errcode.NotFound. A range
 //     starting at or beyond the end of a non-empty object is
 //     errcode.InvalidArgument (S3's 416); a length past the end is cut.
@@ -40,6 +44,10 @@ import (
 
 // MaxKeyLen is the longest key, in bytes (S3's limit).
 const MaxKeyLen = 1024
+
+// DefaultContentType is stored for an object put without a content type
+// (S3 itself would store binary/octet-stream; adapters set this one).
+const DefaultContentType = "application/octet-stream"
 
 // MaxListLimit is the most keys one List call returns.
 const MaxListLimit = 1000
