@@ -16,7 +16,8 @@
 // same JSON to its events queue itself. The reaper reads the events queue
 // with ParseEvent and never needs to know which fleet produced them. Events
 // can arrive twice and out of order; Event.Version orders one worker's
-// events and duplicates share it.
+// events (it grows through the lifecycle: RUNNING, stopping, STOPPED) and
+// duplicates share it.
 //
 // # Identity
 //
@@ -27,6 +28,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -111,8 +113,9 @@ type Driver interface {
 	// stopped ones where the backend still reports them.
 	List(ctx context.Context) ([]Worker, error)
 	// Stop asks a worker to stop (SIGTERM, then SIGKILL after the stop
-	// timeout). Stopping a stopped worker succeeds; an unknown id is
-	// errcode.NotFound.
+	// timeout). An empty reason gets the backend's default ("Task stopped
+	// by user"). Stopping a stopped worker succeeds and keeps the first
+	// reason; an unknown id is errcode.NotFound.
 	Stop(ctx context.Context, id, reason string) error
 	Close() error
 }
@@ -182,3 +185,8 @@ func (f *Fleet) Close() error {
 	}
 	return f.d.Close()
 }
+
+// LocalID is the identity of a worker process on this machine: "host/pid".
+// A local worker computes its own identity this way, and procfleet names the
+// processes it starts the same way, so owners in jobs match fleet ids.
+func LocalID(host string, pid int) string { return fmt.Sprintf("%s/%d", host, pid) }
