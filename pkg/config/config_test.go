@@ -1,0 +1,87 @@
+package config_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jobfleet/jobfleet/pkg/config"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(nil))
+	require.NoError(t, err)
+	require.Equal(t, config.ProfileLocal, c.Profile)
+	require.Equal(t, "127.0.0.1:8080", c.HTTPAddr)
+	require.Equal(t, 10*time.Second, c.Heartbeat)
+	require.Equal(t, 30*time.Second, c.Lease)
+	require.Equal(t, 40*time.Second, c.Visibility, "visibility defaults to lease + heartbeat")
+	require.Equal(t, 5*time.Second, c.Sweep)
+	require.Equal(t, 4*time.Hour, c.DurationCap)
+	require.NoError(t, c.Policy().Validate())
+	l := c.Limits()
+	require.True(t, l.KnownType("sleep"))
+	require.False(t, l.KnownType("mystery"))
+}
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{
+		"JOBFLEET_HEARTBEAT":      "2s",
+		"JOBFLEET_LEASE":          "7",
+		"JOBFLEET_INLINE_LIMIT":   "16KiB",
+		"JOBFLEET_JOB_TYPES":      "echo, resize ,",
+		"JOBFLEET_WORKER_COMMAND": "bin/jobfleet-worker --flag",
+		"JOBFLEET_API_TOKENS":     "0123456789abcdef,fedcba9876543210",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, 7*time.Second, c.Lease)
+	require.Equal(t, 9*time.Second, c.Visibility)
+	require.Equal(t, 16<<10, c.InlineLimit)
+	require.Equal(t, []string{"echo", "resize"}, c.JobTypes)
+	require.Equal(t, []string{"bin/jobfleet-worker", "--flag"}, c.WorkerCommand)
+	require.Len(t, c.APITokens, 2)
+}
+
+func TestValidateNamesTheVariable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"JOBFLEET_LEASE": "20s"}, "JOBFLEET_LEASE (20s) must be more than 2 × JOBFLEET_HEARTBEAT (10s)"},
+		{map[string]string{"JOBFLEET_VISIBILITY": "10s"}, "JOBFLEET_VISIBILITY (10s) must be at least JOBFLEET_LEASE (30s)"},
+		{map[string]string{"JOBFLEET_SWEEP": "soon"}, `JOBFLEET_SWEEP="soon": want a duration`},
+		{map[string]string{"JOBFLEET_PROFILE": "gcp"}, `JOBFLEET_PROFILE="gcp"`},
+		{map[string]string{"JOBFLEET_CONCURRENCY": "lots"}, `JOBFLEET_CONCURRENCY="lots": want an integer`},
+		{map[string]string{"JOBFLEET_MAX_WORKERS": "1", "JOBFLEET_MIN_WORKERS": "2"}, "0 ≤ min ≤ max"},
+		{map[string]string{"JOBFLEET_API_TOKENS": "short"}, "at least 16 characters"},
+		{map[string]string{"JOBFLEET_JOB_TYPES": "ok,9bad"}, `"9bad" is not a valid type name`},
+		{map[string]string{"JOBFLEET_HTTP_ADDR": "8080"}, "JOBFLEET_HTTP_ADDR=\"8080\": want host:port"},
+		{map[string]string{"JOBFLEET_DRAIN_TIMEOUT": "40s"}, "must be shorter than JOBFLEET_STOP_TIMEOUT"},
+	}
+	for _, tc := range tests {
+		_, err := config.Load(env(tc.env))
+		require.ErrorContains(t, err, tc.want, "%v", tc.env)
+	}
+	// Every problem at once.
+	_, err := config.Load(env(map[string]string{"JOBFLEET_LEASE": "1s", "JOBFLEET_PROFILE": "x"}))
+	require.ErrorContains(t, err, "JOBFLEET_PROFILE")
+	require.ErrorContains(t, err, "JOBFLEET_LEASE")
+}
+
+func TestLoopback(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "localhost:1": true, "[::1]:80": true,
+		"0.0.0.0:8080": false, ":8080": false, "10.0.0.1:80": false, "nonsense": false,
+	} {
+		require.Equal(t, want, config.Loopback(addr), addr)
+	}
+}
