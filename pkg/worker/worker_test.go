@@ -1,0 +1,595 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/jobfleet/jobfleet/pkg/blob"
+	"github.com/jobfleet/jobfleet/pkg/blob/fileblob"
+	"github.com/jobfleet/jobfleet/pkg/clock"
+	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/job"
+	"github.com/jobfleet/jobfleet/pkg/jobstore"
+	"github.com/jobfleet/jobfleet/pkg/jobstore/sqlitejobstore"
+	"github.com/jobfleet/jobfleet/pkg/metrics"
+	"github.com/jobfleet/jobfleet/pkg/queue"
+	"github.com/jobfleet/jobfleet/pkg/queue/sqlitequeue"
+	"github.com/jobfleet/jobfleet/pkg/work"
+	"github.com/jobfleet/jobfleet/pkg/worker"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var t0 = time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+
+// Tests run the worker on the real local adapters with a fake clock: leases
+// and visibility never run out by themselves, and heartbeats are triggered
+// by hand (the worker's own ticker is set to an hour).
+var policy = func() job.Policy {
+	p := job.DefaultPolicy
+	p.Lease = 3 * time.Hour
+	return p
+}()
+
+type env struct {
+	t     *testing.T
+	clock *clock.Fake
+	store *jobstore.Store
+	work  *queue.Queue
+	dlq   *queue.Queue
+	blob  *blob.Bucket
+	reg   *worker.Registry
+	m     *metrics.Metrics
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := &env{t: t, clock: clock.NewFake(t0), reg: worker.NewRegistry(), m: metrics.New()}
+	var err error
+	e.store, err = sqlitejobstore.Open(ctx, filepath.Join(dir, "jobs.db"), &sqlitejobstore.Options{Clock: e.clock})
+	require.NoError(t, err)
+	t.Cleanup(func() { e.store.Close() })
+	qdb, err := sqlitequeue.OpenDB(ctx, filepath.Join(dir, "queue.db"), &sqlitequeue.Options{Clock: e.clock})
+	require.NoError(t, err)
+	t.Cleanup(func() { qdb.Close() })
+	require.NoError(t, qdb.CreateQueue(ctx, "work-dlq", sqlitequeue.Config{}))
+	require.NoError(t, qdb.CreateQueue(ctx, "work", sqlitequeue.Config{Visibility: time.Hour, DeadLetter: "work-dlq", MaxReceives: 10}))
+	e.work, err = qdb.Open(ctx, "work")
+	require.NoError(t, err)
+	e.dlq, err = qdb.Open(ctx, "work-dlq")
+	require.NoError(t, err)
+	e.blob, err = fileblob.Open(filepath.Join(dir, "blobs"), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { e.blob.Close() })
+	return e
+}
+
+func (e *env) options() *worker.Options {
+	return &worker.Options{
+		DLQ:          e.dlq,
+		Policy:       policy,
+		Concurrency:  4,
+		Heartbeat:    time.Hour,
+		Visibility:   4 * time.Hour,
+		ReceiveWait:  time.Second,
+		DrainTimeout: 5 * time.Second,
+		AbandonAfter: time.Second,
+		InlineLimit:  64,
+		RetryBase:    time.Second,
+		RetryMax:     time.Second,
+		Clock:        e.clock,
+		Metrics:      e.m,
+	}
+}
+
+func (e *env) start(id string, opts *worker.Options) *worker.Worker {
+	e.t.Helper()
+	if opts == nil {
+		opts = e.options()
+	}
+	w, err := worker.New(id, e.store, e.work, e.blob, e.reg, opts)
+	require.NoError(e.t, err)
+	require.NoError(e.t, w.Start(context.Background()))
+	e.t.Cleanup(w.Stop)
+	return w
+}
+
+func (e *env) submit(sub job.Submission) *job.Job {
+	e.t.Helper()
+	ctx := context.Background()
+	now := e.clock.Now()
+	require.NoError(e.t, sub.Validate(job.DefaultLimits, now))
+	j := policy.New(&sub, job.DefaultLimits, job.NewID(now), now)
+	res, err := e.store.Create(ctx, j)
+	require.NoError(e.t, err)
+	require.NoError(e.t, res[0].Err)
+	errs, err := work.Enqueue(ctx, e.work, now, j)
+	require.NoError(e.t, err)
+	require.NoError(e.t, errs[0])
+	return j
+}
+
+func (e *env) get(id string) *job.Job {
+	e.t.Helper()
+	j, err := e.store.Get(context.Background(), id)
+	require.NoError(e.t, err)
+	return j
+}
+
+// waitStatus waits until the job reaches status.
+func (e *env) waitStatus(id string, status job.Status) *job.Job {
+	e.t.Helper()
+	var j *job.Job
+	require.Eventually(e.t, func() bool {
+		j = e.get(id)
+		return j.Status == status
+	}, 15*time.Second, 5*time.Millisecond, "job %s never reached %s", id, status)
+	return j
+}
+
+func (e *env) depth() queue.Depth {
+	e.t.Helper()
+	d, err := e.work.Depth(context.Background())
+	require.NoError(e.t, err)
+	return d
+}
+
+// waitDrained waits until the work queue holds nothing at all.
+func (e *env) waitDrained() {
+	e.t.Helper()
+	require.Eventually(e.t, func() bool { return e.depth() == queue.Depth{} }, 10*time.Second, 5*time.Millisecond, "work queue not drained: %+v", e.depth())
+}
+
+// blocker is a handler that runs until released or its context ends.
+type blocker struct {
+	started chan string
+	release chan struct{}
+	result  json.RawMessage
+	ignore  bool // ignore ctx (a misbehaving handler)
+}
+
+func newBlocker() *blocker {
+	return &blocker{started: make(chan string, 100), release: make(chan struct{}), result: json.RawMessage(`"done"`)}
+}
+
+func (b *blocker) Handle(ctx context.Context, j *worker.Job) (json.RawMessage, error) {
+	b.started <- j.ID
+	if b.ignore {
+		<-b.release
+		return b.result, nil
+	}
+	select {
+	case <-b.release:
+		return b.result, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func TestSuccess(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	worker.Register(e.reg, "greet", func(_ context.Context, j *worker.Job, p struct{ Name string }) (string, error) {
+		_, _ = j.Log.Write([]byte("greeting " + p.Name + "\n"))
+		return "hello " + p.Name, nil
+	})
+	j := e.submit(job.Submission{Type: "greet", Payload: json.RawMessage(`{"Name":"ada"}`)})
+	e.start("w1", nil)
+	done := e.waitStatus(j.ID, job.Succeeded)
+	require.JSONEq(t, `"hello ada"`, string(done.Result))
+	require.Equal(t, 1, done.Attempt)
+	require.Equal(t, 0, done.Failures)
+	require.Len(t, done.History, 1)
+	require.Equal(t, "w1", done.History[0].Owner)
+	require.Equal(t, job.OutcomeSucceeded, done.History[0].Outcome)
+	e.waitDrained()
+
+	logs, err := e.blob.ReadAll(context.Background(), worker.LogKey(j.ID, 1))
+	require.NoError(t, err)
+	require.Equal(t, "greeting ada\n", string(logs))
+	require.Equal(t, 1.0, testutil.ToFloat64(e.m.Finished.WithLabelValues("greet", "succeeded")))
+	require.Equal(t, 1.0, testutil.ToFloat64(e.m.Started.WithLabelValues("greet")))
+}
+
+func TestLargeResultGoesToBlobStore(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	big := strings.Repeat("x", 1000)
+	worker.Register(e.reg, "big", func(context.Context, *worker.Job, any) (string, error) { return big, nil })
+	j := e.submit(job.Submission{Type: "big"})
+	e.start("w1", nil)
+	done := e.waitStatus(j.ID, job.Succeeded)
+	require.Nil(t, done.Result)
+	require.Equal(t, worker.ResultKey(j.ID, 1), done.ResultRef)
+	b, err := e.blob.ReadAll(context.Background(), done.ResultRef)
+	require.NoError(t, err)
+	require.Equal(t, `"`+big+`"`, string(b))
+}
+
+func TestPayloadFromBlobStore(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	_, err := e.blob.PutBytes(context.Background(), "payloads/p1.json", []byte(`{"n":7}`), "application/json")
+	require.NoError(t, err)
+	worker.Register(e.reg, "double", func(_ context.Context, _ *worker.Job, p struct{ N int }) (int, error) { return 2 * p.N, nil })
+	j := e.submit(job.Submission{Type: "double", PayloadRef: "payloads/p1.json"})
+	e.start("w1", nil)
+	require.JSONEq(t, `14`, string(e.waitStatus(j.ID, job.Succeeded).Result))
+}
+
+func TestRetryThenSucceed(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var calls atomic.Int32
+	worker.Register(e.reg, "flaky", func(context.Context, *worker.Job, any) (int32, error) {
+		if n := calls.Add(1); n < 3 {
+			return 0, errors.New("transient")
+		}
+		return calls.Load(), nil
+	})
+	j := e.submit(job.Submission{Type: "flaky", MaxAttempts: 5})
+	e.start("w1", nil)
+	for want := 1; want <= 2; want++ {
+		// Each retry waits out its backoff as a message delay on the clock.
+		require.Eventually(t, func() bool { return e.get(j.ID).Failures == want }, 10*time.Second, 5*time.Millisecond)
+		q := e.waitStatus(j.ID, job.Queued)
+		require.Contains(t, q.Error, "transient")
+		// The retry waits as a delayed message (sent just after the write).
+		require.Eventually(t, func() bool { return e.depth().Delayed == 1 }, 10*time.Second, 5*time.Millisecond)
+		e.clock.Advance(2 * time.Second)
+	}
+	done := e.waitStatus(j.ID, job.Succeeded)
+	require.Equal(t, 3, done.Attempt)
+	require.Equal(t, 2, done.Failures)
+	require.Equal(t, []job.Outcome{job.OutcomeFailed, job.OutcomeFailed, job.OutcomeSucceeded},
+		[]job.Outcome{done.History[0].Outcome, done.History[1].Outcome, done.History[2].Outcome})
+	e.waitDrained()
+}
+
+func TestPermanentPanicAndExhaustion(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	worker.Register(e.reg, "perm", func(context.Context, *worker.Job, any) (any, error) {
+		return nil, worker.Permanent(errors.New("bad input"))
+	})
+	worker.Register(e.reg, "boom", func(context.Context, *worker.Job, any) (any, error) { panic("kaboom") })
+	worker.Register(e.reg, "strict", func(context.Context, *worker.Job, struct{ N int }) (any, error) { return nil, nil })
+	perm := e.submit(job.Submission{Type: "perm", MaxAttempts: 5})
+	boom := e.submit(job.Submission{Type: "boom", MaxAttempts: 1})
+	strict := e.submit(job.Submission{Type: "strict", Payload: json.RawMessage(`{"N":"x"}`)})
+	unknown := e.submit(job.Submission{Type: "nobody", MaxAttempts: 1})
+	e.start("w1", nil)
+
+	p := e.waitStatus(perm.ID, job.Failed)
+	require.Equal(t, "bad input", p.Error)
+	require.Equal(t, 1, p.Attempt)
+
+	b := e.waitStatus(boom.ID, job.Failed)
+	require.Contains(t, b.Error, "panic: kaboom")
+	require.Contains(t, b.History[0].Reason, "panic: kaboom")
+	require.Equal(t, job.OutcomePanic, b.History[0].Outcome)
+
+	s := e.waitStatus(strict.ID, job.Failed)
+	require.Contains(t, s.Error, "payload for strict")
+
+	u := e.waitStatus(unknown.ID, job.Failed)
+	require.Contains(t, u.Error, `no handler for type "nobody"`)
+}
+
+func TestSnoozeSpendsNoAttempt(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var calls atomic.Int32
+	worker.Register(e.reg, "later", func(context.Context, *worker.Job, any) (string, error) {
+		if calls.Add(1) == 1 {
+			return "", worker.Snooze(30 * time.Second)
+		}
+		return "ok", nil
+	})
+	j := e.submit(job.Submission{Type: "later", MaxAttempts: 1})
+	e.start("w1", nil)
+	require.Eventually(t, func() bool { return e.get(j.ID).Attempt == 1 && e.get(j.ID).Status == job.Queued }, 10*time.Second, 5*time.Millisecond)
+	q := e.get(j.ID)
+	require.Equal(t, 0, q.Failures)
+	require.Equal(t, t0.Add(30*time.Second), q.RunAt)
+	e.clock.Advance(31 * time.Second)
+	done := e.waitStatus(j.ID, job.Succeeded)
+	require.Equal(t, 2, done.Attempt)
+	require.Equal(t, job.OutcomeSnoozed, done.History[0].Outcome)
+}
+
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	b := newBlocker()
+	e.reg.Handle("block", b)
+	j := e.submit(job.Submission{Type: "block", Timeout: job.Duration(time.Second), MaxAttempts: 1})
+	e.start("w1", nil)
+	f := e.waitStatus(j.ID, job.Failed)
+	require.Equal(t, job.OutcomeTimeout, f.History[0].Outcome)
+	require.Contains(t, f.Error, "ran past its timeout of 1s")
+}
+
+func TestCancelRequestSeenAtHeartbeat(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	b := newBlocker()
+	e.reg.Handle("block", b)
+	j := e.submit(job.Submission{Type: "block"})
+	w := e.start("w1", nil)
+	<-b.started
+	cur := e.get(j.ID)
+	c, ok := policy.RequestCancel(cur, e.clock.Now())
+	require.True(t, ok)
+	_, err := e.store.ApplyOne(context.Background(), c)
+	require.NoError(t, err)
+	w.HeartbeatNow(context.Background())
+	done := e.waitStatus(j.ID, job.Cancelled)
+	require.Equal(t, job.OutcomeCancelled, done.History[0].Outcome)
+	require.Equal(t, 0, done.Failures)
+	e.waitDrained()
+}
+
+func TestProgressWrittenByHeartbeat(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	reported := make(chan struct{})
+	release := make(chan struct{})
+	e.reg.Handle("prog", worker.HandlerFunc(func(ctx context.Context, j *worker.Job) (json.RawMessage, error) {
+		require.NoError(t, j.Progress(map[string]int{"done": 3, "total": 10}))
+		require.Error(t, j.Progress(strings.Repeat("x", worker.MaxProgress)))
+		close(reported)
+		<-release
+		return nil, nil
+	}))
+	j := e.submit(job.Submission{Type: "prog"})
+	w := e.start("w1", nil)
+	<-reported
+	e.clock.Advance(time.Minute)
+	w.HeartbeatNow(context.Background())
+	r := e.get(j.ID)
+	require.JSONEq(t, `{"done":3,"total":10}`, string(r.Progress))
+	require.Equal(t, t0.Add(time.Minute+policy.Lease), r.LeaseUntil, "the heartbeat renewed the lease")
+	close(release)
+	e.waitStatus(j.ID, job.Succeeded)
+}
+
+// A worker that lost its lease (another took the job over) commits nothing.
+func TestLeaseLostCommitsNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	b := newBlocker()
+	b.ignore = true // keeps running after its context ends, then "succeeds"
+	e.reg.Handle("block", b)
+	j := e.submit(job.Submission{Type: "block"})
+	opts := e.options()
+	opts.AbandonAfter = time.Hour // wait for the handler
+	w := e.start("w1", opts)
+	<-b.started
+
+	// The lease runs out; a second worker takes the job over.
+	e.clock.Advance(policy.Lease + time.Second)
+	cur := e.get(j.ID)
+	taken, err := e.store.ApplyOne(context.Background(), policy.Takeover(cur, "w2", e.clock.Now()))
+	require.NoError(t, err)
+	w.HeartbeatNow(context.Background())
+	close(b.release)
+	require.Eventually(t, func() bool { return w.Running() == 0 }, 10*time.Second, 5*time.Millisecond)
+	after := e.get(j.ID)
+	require.Equal(t, job.Running, after.Status, "the stale owner's success was not written")
+	require.Equal(t, "w2", after.Owner)
+	require.Equal(t, taken.Rev, after.Rev)
+	require.Equal(t, 1.0, testutil.ToFloat64(e.m.LeasesLost.WithLabelValues("block")))
+}
+
+// A redelivered message for a job whose owner died takes it over.
+func TestTakeoverOfExpiredLease(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.reg.Handle("echo", worker.HandlerFunc(func(_ context.Context, j *worker.Job) (json.RawMessage, error) { return j.Payload, nil }))
+	j := e.submit(job.Submission{Type: "echo", Payload: json.RawMessage(`1`)})
+	ctx := context.Background()
+	// A worker "w0" receives and starts it, then dies.
+	msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1, Visibility: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	_, err = e.store.ApplyOne(ctx, policy.Start(job.Message{ID: j.ID}, "w0", e.clock.Now()))
+	require.NoError(t, err)
+	// Its lease and the message's visibility run out.
+	e.clock.Advance(policy.Lease + time.Minute)
+	e.start("w1", nil)
+	done := e.waitStatus(j.ID, job.Succeeded)
+	require.Equal(t, 2, done.Attempt)
+	require.Equal(t, 1, done.Failures)
+	require.Equal(t, job.OutcomeLeaseExpired, done.History[0].Outcome)
+	require.Equal(t, "w1", done.History[1].Owner)
+	e.waitDrained()
+}
+
+// Messages that cannot start their job are deleted: a terminal job, a job at
+// a newer attempt, a missing job.
+func TestStaleMessagesDeleted(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	e.reg.Handle("echo", worker.HandlerFunc(func(_ context.Context, j *worker.Job) (json.RawMessage, error) { return j.Payload, nil }))
+	j := e.submit(job.Submission{Type: "echo"})
+	w := e.start("w1", nil)
+	e.waitStatus(j.ID, job.Succeeded)
+	e.waitDrained()
+	// A crash after the finish write and before the delete leaves the
+	// message; so does a duplicate delivery.
+	_, err := work.Enqueue(ctx, e.work, e.clock.Now(), j)
+	require.NoError(t, err)
+	// A message for a job that does not exist.
+	ghost := &job.Job{ID: job.NewID(t0)}
+	_, err = work.Enqueue(ctx, e.work, e.clock.Now(), ghost)
+	require.NoError(t, err)
+	e.waitDrained()
+	require.Equal(t, 2.0, testutil.ToFloat64(e.m.Stale))
+	require.Equal(t, 1, e.get(j.ID).Attempt, "nothing ran twice")
+	_ = w
+}
+
+func TestUndecodableMessageDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	res, err := e.work.Send(ctx, queue.SendEntry{Body: []byte(`{"id":"nope"}`)})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err)
+	e.start("w1", nil)
+	var got []*queue.Message
+	require.Eventually(t, func() bool {
+		got, err = e.dlq.Receive(ctx, queue.ReceiveOptions{Max: 1})
+		require.NoError(t, err)
+		return len(got) == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, `{"id":"nope"}`, string(got[0].Body))
+	require.Contains(t, got[0].Attributes["reason"], "invalid job id")
+	e.waitDrained()
+}
+
+// Stop lets running jobs finish within the drain budget, and hands back
+// the rest at once, spending no attempt.
+func TestDrainHandsBack(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	b := newBlocker()
+	e.reg.Handle("block", b)
+	quick := make(chan struct{})
+	e.reg.Handle("quick", worker.HandlerFunc(func(ctx context.Context, j *worker.Job) (json.RawMessage, error) {
+		<-quick
+		return json.RawMessage(`"quick"`), nil
+	}))
+	slow := e.submit(job.Submission{Type: "block", MaxAttempts: 1})
+	fast := e.submit(job.Submission{Type: "quick"})
+	opts := e.options()
+	opts.DrainTimeout = 300 * time.Millisecond
+	w := e.start("w1", opts)
+	<-b.started
+	require.Eventually(t, func() bool { return w.Running() == 2 }, 10*time.Second, 5*time.Millisecond)
+
+	stopped := make(chan struct{})
+	go func() { w.Stop(); close(stopped) }()
+	require.Eventually(t, func() bool { return !w.Healthy() }, time.Second, time.Millisecond)
+	close(quick) // finishes within the budget
+	<-stopped
+
+	require.Equal(t, job.Succeeded, e.get(fast.ID).Status)
+	h := e.get(slow.ID)
+	require.Equal(t, job.Queued, h.Status, "handed back")
+	require.Equal(t, 0, h.Failures, "a hand-back spends no attempt")
+	require.Equal(t, job.OutcomeHandedBack, h.History[0].Outcome)
+	require.Equal(t, int64(1), e.depth().Visible, "its next message is ready at once")
+
+	// Another worker picks it up.
+	close(b.release)
+	e.start("w2", nil)
+	done := e.waitStatus(slow.ID, job.Succeeded)
+	require.Equal(t, 2, done.Attempt)
+}
+
+// A handler that ignores its context is abandoned after AbandonAfter; the
+// hand-back is still written.
+func TestDrainAbandonsStuckHandler(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	b := newBlocker()
+	b.ignore = true
+	e.reg.Handle("block", b)
+	j := e.submit(job.Submission{Type: "block"})
+	opts := e.options()
+	opts.DrainTimeout = 50 * time.Millisecond
+	opts.AbandonAfter = 50 * time.Millisecond
+	w := e.start("w1", opts)
+	<-b.started
+	w.Stop()
+	require.Equal(t, job.Queued, e.get(j.ID).Status)
+	close(b.release) // let the abandoned goroutine end (goleak)
+}
+
+func TestConcurrencyLimit(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var mu sync.Mutex
+	running, peak := 0, 0
+	gate := make(chan struct{})
+	e.reg.Handle("gate", worker.HandlerFunc(func(ctx context.Context, j *worker.Job) (json.RawMessage, error) {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		<-gate
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return nil, nil
+	}))
+	var ids []string
+	for range 7 {
+		ids = append(ids, e.submit(job.Submission{Type: "gate"}).ID)
+	}
+	opts := e.options()
+	opts.Concurrency = 3
+	w := e.start("w1", opts)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return running == 3
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, 3, w.Running())
+	require.Equal(t, int64(4), e.depth().Visible, "only as many received as can run")
+	close(gate)
+	for _, id := range ids {
+		e.waitStatus(id, job.Succeeded)
+	}
+	require.Equal(t, 3, peak)
+}
+
+func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	opts := e.options()
+	opts.IdleTimeout = time.Minute
+	w := e.start("w1", opts)
+	select {
+	case <-w.Done():
+		t.Fatal("idle before the timeout")
+	default:
+	}
+	e.clock.Advance(2 * time.Minute)
+	select {
+	case <-w.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("never went idle")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	_, err := worker.New("", e.store, e.work, e.blob, e.reg, nil)
+	require.True(t, errors.Is(err, errcode.InvalidArgument))
+	opts := e.options()
+	opts.Visibility = time.Second
+	_, err = worker.New("w", e.store, e.work, e.blob, e.reg, opts)
+	require.ErrorContains(t, err, "shorter than the lease")
+	w, err := worker.New("w", e.store, e.work, e.blob, e.reg, nil)
+	require.NoError(t, err)
+	w.Stop() // before Start: fine
+	w.Stop()
+}
