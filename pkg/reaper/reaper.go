@@ -1,0 +1,403 @@
+// Package reaper is the reaper core: the sweeps that keep every accepted job
+// moving when workers die or messages go missing, and the consumer of fleet
+// events that reclaims a dead worker's jobs at once.
+//
+// # Sweeps (every Sweep interval; Sweep runs one pass)
+//
+//   - RUNNING past its due time: past the attempt's deadline → timed out
+//     (retried or failed); lease expired → re-queued, or failed when the
+//     attempts are spent, or cancelled when a cancel was pending.
+//   - QUEUED past its resend deadline → the work message is sent again, and
+//     the deadline doubles, so a lost message or a crash between store and
+//     send never strands a job.
+//   - SCHEDULED near its run_at → QUEUED, with the message delayed to run_at.
+//   - Work-queue DLQ messages → the job FAILED with the reason, so nothing
+//     disappears silently.
+//   - Terminal records past retention → purged, where the store supports it.
+//
+// Every write is conditional on the revision read, so two reapers at once
+// are safe: one wins each step, and only the winner sends a message.
+//
+// # Fleet events
+//
+// A STOPPED event for a worker reclaims every job it still owns at once,
+// instead of after its lease. A crash or OOM spends an attempt; a Spot
+// interruption or a scale-in does not.
+package reaper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jobfleet/jobfleet/pkg/clock"
+	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/job"
+	"github.com/jobfleet/jobfleet/pkg/jobstore"
+	"github.com/jobfleet/jobfleet/pkg/metrics"
+	"github.com/jobfleet/jobfleet/pkg/queue"
+	"github.com/jobfleet/jobfleet/pkg/work"
+)
+
+// Purger is implemented by job stores that delete expired terminal records
+// themselves (DynamoDB deletes them by TTL).
+type Purger interface {
+	Purge(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// Options configure a Reaper. Zero fields take the defaults noted.
+type Options struct {
+	Policy job.Policy    // default job.DefaultPolicy
+	Sweep  time.Duration // default 5 s
+	// Batch is the most jobs each sweep step handles per pass (default 500).
+	Batch int
+	// WorkDLQ is the work queue's dead-letter queue, drained into FAILED jobs.
+	WorkDLQ *queue.Queue
+	// Events is the fleet's state-change event queue; EventsDLQ receives
+	// events that cannot be parsed, with the reason.
+	Events, EventsDLQ *queue.Queue
+	// EventsWait is the long-poll wait for events (default 20 s).
+	EventsWait time.Duration
+	Clock      clock.Clock
+	Logger     *slog.Logger
+	Metrics    *metrics.Metrics
+}
+
+// Reaper runs the sweeps and follows fleet events.
+type Reaper struct {
+	store *jobstore.Store
+	work  *queue.Queue
+	o     Options
+	log   *slog.Logger
+	m     *metrics.Metrics
+
+	startOnce, stopOnce sync.Once
+	cancel              context.CancelFunc
+	wg                  sync.WaitGroup
+}
+
+// New returns a reaper over the job store and the work queue.
+func New(store *jobstore.Store, workQ *queue.Queue, opts *Options) *Reaper {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Policy.Lease == 0 {
+		o.Policy = job.DefaultPolicy
+	}
+	if o.Sweep <= 0 {
+		o.Sweep = 5 * time.Second
+	}
+	if o.Batch <= 0 {
+		o.Batch = 500
+	}
+	if o.EventsWait <= 0 {
+		o.EventsWait = queue.MaxWait
+	}
+	o.Clock = clock.Or(o.Clock)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	return &Reaper{store: store, work: workQ, o: o, log: o.Logger, m: o.Metrics}
+}
+
+// Start runs the sweep loop and the event consumer until Stop or ctx ends.
+func (r *Reaper) Start(ctx context.Context) error {
+	started := false
+	r.startOnce.Do(func() {
+		started = true
+		ctx, r.cancel = context.WithCancel(ctx)
+		r.wg.Add(1)
+		go r.sweepLoop(ctx)
+		if r.o.Events != nil {
+			r.wg.Add(1)
+			go r.eventLoop(ctx)
+		}
+	})
+	if !started {
+		return errcode.New(errcode.FailedPrecondition, "reaper already started")
+	}
+	return nil
+}
+
+// Stop stops the loops and waits for them. Safe twice and before Start.
+func (r *Reaper) Stop() {
+	r.stopOnce.Do(func() {
+		r.startOnce.Do(func() {}) // a later Start does nothing
+		if r.cancel != nil {
+			r.cancel()
+		}
+		r.wg.Wait()
+	})
+}
+
+func (r *Reaper) sweepLoop(ctx context.Context) {
+	defer r.wg.Done()
+	t := time.NewTicker(r.o.Sweep)
+	defer t.Stop()
+	for {
+		res, err := r.Sweep(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.log.Error("sweep", "err", err)
+		case res.Any():
+			r.log.Info("sweep", "reclaimed", res.Reclaimed, "timed_out", res.TimedOut, "resent", res.Resent,
+				"promoted", res.Promoted, "dead_lettered", res.DeadLettered, "purged", res.Purged)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// SweepResult counts what one pass did.
+type SweepResult struct {
+	Reclaimed    int // RUNNING with an expired lease, settled
+	TimedOut     int // RUNNING past its deadline, settled
+	Resent       int // QUEUED past the resend deadline, message re-sent
+	Promoted     int // SCHEDULED → QUEUED
+	DeadLettered int // DLQ messages turned into FAILED jobs
+	Purged       int // expired terminal records deleted
+}
+
+// Any reports whether the pass did anything.
+func (s SweepResult) Any() bool { return s != SweepResult{} }
+
+// Sweep runs one pass of every sweep. It carries on past a failing step and
+// returns the first error.
+func (r *Reaper) Sweep(ctx context.Context) (SweepResult, error) {
+	var res SweepResult
+	var errs []error
+	step := func(name string, fn func(context.Context, *SweepResult) error) {
+		start := time.Now()
+		if err := fn(ctx, &res); err != nil {
+			r.m.Errors.WithLabelValues("reaper", name).Inc()
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+		r.m.SweepDuration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	}
+	step("running", r.sweepRunning)
+	step("queued", r.sweepQueued)
+	step("scheduled", r.sweepScheduled)
+	step("dead_letters", r.sweepDeadLetters)
+	step("purge", r.purge)
+	return res, errors.Join(errs...)
+}
+
+// sweepRunning settles running jobs past their due time.
+func (r *Reaper) sweepRunning(ctx context.Context, res *SweepResult) error {
+	now := r.o.Clock.Now()
+	jobs, err := r.store.Due(ctx, job.Running, now, r.o.Batch)
+	if err != nil {
+		return err
+	}
+	var changes []job.Change
+	var reasons []job.Outcome
+	for _, j := range jobs {
+		switch {
+		case !j.Deadline().IsZero() && !now.Before(j.Deadline()):
+			changes = append(changes, r.o.Policy.Reclaim(j, now, job.End{
+				Outcome: job.OutcomeTimeout, Reason: fmt.Sprintf("ran past its timeout of %s (owner %s)", j.Timeout, j.Owner),
+			}))
+			reasons = append(reasons, job.OutcomeTimeout)
+		case job.LeaseExpired(j, now):
+			changes = append(changes, r.o.Policy.Reclaim(j, now, job.End{
+				Outcome: job.OutcomeLeaseExpired, Reason: fmt.Sprintf("lease of %s expired at %s", j.Owner, j.LeaseUntil.Format(time.RFC3339Nano)),
+			}))
+			reasons = append(reasons, job.OutcomeLeaseExpired)
+		}
+	}
+	won, err := r.apply(ctx, changes, func(i int, n *job.Job) {
+		r.m.Reclaims.WithLabelValues(string(reasons[i])).Inc()
+		if reasons[i] == job.OutcomeTimeout {
+			res.TimedOut++
+		} else {
+			res.Reclaimed++
+		}
+		r.log.Info("reclaimed", "job_id", n.ID, "attempt", n.Attempt, "reason", reasons[i], "status", n.Status)
+	})
+	if err != nil {
+		return err
+	}
+	r.enqueue(ctx, won, now)
+	return nil
+}
+
+// sweepQueued re-sends messages of queued jobs past their resend deadline.
+func (r *Reaper) sweepQueued(ctx context.Context, res *SweepResult) error {
+	now := r.o.Clock.Now()
+	jobs, err := r.store.Due(ctx, job.Queued, now, r.o.Batch)
+	if err != nil {
+		return err
+	}
+	changes := make([]job.Change, len(jobs))
+	for i, j := range jobs {
+		changes[i] = r.o.Policy.Resend(j, now)
+	}
+	won, err := r.apply(ctx, changes, func(_ int, n *job.Job) {
+		r.m.Resends.Inc()
+		res.Resent++
+		r.log.Info("re-sending work message", "job_id", n.ID, "attempt", n.Attempt, "resends", n.Resends)
+	})
+	if err != nil {
+		return err
+	}
+	r.enqueue(ctx, won, now)
+	return nil
+}
+
+// sweepScheduled moves scheduled jobs near their run_at to the queue.
+func (r *Reaper) sweepScheduled(ctx context.Context, res *SweepResult) error {
+	now := r.o.Clock.Now()
+	jobs, err := r.store.Due(ctx, job.Scheduled, now, r.o.Batch)
+	if err != nil {
+		return err
+	}
+	changes := make([]job.Change, len(jobs))
+	for i, j := range jobs {
+		changes[i] = r.o.Policy.Promote(j, now)
+	}
+	won, err := r.apply(ctx, changes, func(_ int, n *job.Job) {
+		r.m.Promotions.Inc()
+		res.Promoted++
+	})
+	if err != nil {
+		return err
+	}
+	r.enqueue(ctx, won, now)
+	return nil
+}
+
+// apply performs changes; for each winner it calls onWin and collects the
+// jobs left QUEUED (to enqueue). Losers lost a race with a worker or
+// another reaper, which is fine.
+func (r *Reaper) apply(ctx context.Context, changes []job.Change, onWin func(i int, n *job.Job)) ([]*job.Job, error) {
+	if len(changes) == 0 {
+		return nil, nil
+	}
+	res, err := r.store.Apply(ctx, changes...)
+	if err != nil {
+		return nil, err
+	}
+	var queued []*job.Job
+	var errs []error
+	for i, cr := range res {
+		switch {
+		case cr.Err == nil:
+			onWin(i, cr.Job)
+			if cr.Job.Status == job.Queued {
+				queued = append(queued, cr.Job)
+			}
+		case errors.Is(cr.Err, errcode.FailedPrecondition), errors.Is(cr.Err, errcode.NotFound):
+			// Someone else moved it first.
+		default:
+			errs = append(errs, fmt.Errorf("%s job %s: %w", changes[i].Event, changes[i].ID, cr.Err))
+		}
+	}
+	return queued, errors.Join(errs...)
+}
+
+// enqueue sends work messages for jobs the reaper left QUEUED. A failure is
+// logged: the job's resend deadline brings it back to this sweep.
+func (r *Reaper) enqueue(ctx context.Context, jobs []*job.Job, now time.Time) {
+	errs, err := work.Enqueue(ctx, r.work, now, jobs...)
+	if err != nil {
+		r.m.Errors.WithLabelValues("reaper", "send").Inc()
+		r.log.Warn("send work messages; will retry at the resend deadline", "n", len(jobs), "err", err)
+		return
+	}
+	for i, e := range errs {
+		if e != nil {
+			r.m.Errors.WithLabelValues("reaper", "send").Inc()
+			r.log.Warn("send work message; will retry at the resend deadline", "job_id", jobs[i].ID, "err", e)
+		}
+	}
+}
+
+// sweepDeadLetters turns dead-lettered work messages into FAILED jobs.
+func (r *Reaper) sweepDeadLetters(ctx context.Context, res *SweepResult) error {
+	if r.o.WorkDLQ == nil {
+		return nil
+	}
+	for handled := 0; handled < r.o.Batch; {
+		msgs, err := r.o.WorkDLQ.Receive(ctx, queue.ReceiveOptions{Max: queue.MaxBatch, Visibility: time.Minute})
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		var done []string
+		for _, m := range msgs {
+			handled++
+			ok, err := r.deadLetter(ctx, m)
+			if err != nil {
+				r.log.Warn("dead letter", "message_id", m.ID, "err", err)
+				continue // try again next pass
+			}
+			if ok {
+				res.DeadLettered++
+			}
+			done = append(done, m.Handle)
+		}
+		if _, err := r.o.WorkDLQ.Delete(ctx, done...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deadLetter fails the job of one DLQ message when that message was the
+// job's current one (QUEUED at the message's attempt). It reports whether
+// a job was failed; an error leaves the message for the next pass.
+func (r *Reaper) deadLetter(ctx context.Context, m *queue.Message) (bool, error) {
+	r.m.DeadLetters.WithLabelValues(r.o.WorkDLQ.Name()).Inc()
+	jm, err := job.DecodeMessage(m.Body)
+	if err != nil {
+		r.log.Error("undecodable dead letter dropped", "message_id", m.ID, "reason", m.Attributes["reason"], "err", err)
+		return false, nil
+	}
+	j, err := r.store.Get(ctx, jm.ID)
+	if errors.Is(err, errcode.NotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if j.Status != job.Queued || j.Attempt != jm.Attempt {
+		return false, nil // the message was stale; the job lives on
+	}
+	// The receive count runs across queues: this receive is one of them.
+	reason := "work message moved to the dead-letter queue after " + strconv.Itoa(m.ReceiveCount-1) + " receives without starting"
+	if why := m.Attributes["reason"]; why != "" {
+		reason += ": " + why
+	}
+	n, err := r.store.ApplyOne(ctx, r.o.Policy.DeadLetter(j, r.o.Clock.Now(), reason))
+	if errors.Is(err, errcode.FailedPrecondition) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	r.log.Warn("job failed: dead-lettered", "job_id", n.ID, "attempt", n.Attempt, "reason", reason)
+	return true, nil
+}
+
+func (r *Reaper) purge(ctx context.Context, res *SweepResult) error {
+	p, ok := r.store.Driver().(Purger)
+	if !ok {
+		return nil
+	}
+	n, err := p.Purge(ctx, r.o.Clock.Now(), r.o.Batch)
+	res.Purged += n
+	return err
+}

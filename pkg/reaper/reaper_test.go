@@ -1,0 +1,410 @@
+package reaper_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/jobfleet/jobfleet/pkg/clock"
+	"github.com/jobfleet/jobfleet/pkg/fleet"
+	"github.com/jobfleet/jobfleet/pkg/job"
+	"github.com/jobfleet/jobfleet/pkg/jobstore"
+	"github.com/jobfleet/jobfleet/pkg/jobstore/sqlitejobstore"
+	"github.com/jobfleet/jobfleet/pkg/metrics"
+	"github.com/jobfleet/jobfleet/pkg/queue"
+	"github.com/jobfleet/jobfleet/pkg/queue/sqlitequeue"
+	"github.com/jobfleet/jobfleet/pkg/reaper"
+	"github.com/jobfleet/jobfleet/pkg/work"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var (
+	t0     = time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+	policy = job.DefaultPolicy
+)
+
+type env struct {
+	t                        *testing.T
+	clock                    *clock.Fake
+	store                    *jobstore.Store
+	work, dlq, events, evDLQ *queue.Queue
+	m                        *metrics.Metrics
+	r                        *reaper.Reaper
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := &env{t: t, clock: clock.NewFake(t0), m: metrics.New()}
+	var err error
+	e.store, err = sqlitejobstore.Open(ctx, filepath.Join(dir, "jobs.db"), &sqlitejobstore.Options{Clock: e.clock})
+	require.NoError(t, err)
+	t.Cleanup(func() { e.store.Close() })
+	qdb, err := sqlitequeue.OpenDB(ctx, filepath.Join(dir, "queue.db"), &sqlitequeue.Options{Clock: e.clock})
+	require.NoError(t, err)
+	t.Cleanup(func() { qdb.Close() })
+	for _, q := range []struct {
+		name string
+		cfg  sqlitequeue.Config
+	}{
+		{"work-dlq", sqlitequeue.Config{}},
+		{"events-dlq", sqlitequeue.Config{}},
+		{"work", sqlitequeue.Config{Visibility: time.Minute, DeadLetter: "work-dlq", MaxReceives: 3}},
+		{"events", sqlitequeue.Config{Visibility: time.Minute, DeadLetter: "events-dlq", MaxReceives: 5}},
+	} {
+		require.NoError(t, qdb.CreateQueue(ctx, q.name, q.cfg))
+	}
+	open := func(name string) *queue.Queue {
+		q, err := qdb.Open(ctx, name)
+		require.NoError(t, err)
+		return q
+	}
+	e.work, e.dlq, e.events, e.evDLQ = open("work"), open("work-dlq"), open("events"), open("events-dlq")
+	e.r = e.newReaper()
+	return e
+}
+
+func (e *env) newReaper() *reaper.Reaper {
+	return reaper.New(e.store, e.work, &reaper.Options{
+		Policy: policy, Sweep: time.Hour, WorkDLQ: e.dlq, Events: e.events, EventsDLQ: e.evDLQ,
+		EventsWait: 50 * time.Millisecond, Clock: e.clock, Metrics: e.m,
+	})
+}
+
+func (e *env) submit(sub job.Submission) *job.Job {
+	e.t.Helper()
+	now := e.clock.Now()
+	require.NoError(e.t, sub.Validate(job.DefaultLimits, now))
+	j := policy.New(&sub, job.DefaultLimits, job.NewID(now), now)
+	res, err := e.store.Create(context.Background(), j)
+	require.NoError(e.t, err)
+	require.NoError(e.t, res[0].Err)
+	return j
+}
+
+// running submits a job and starts it as owner (no message involved).
+func (e *env) running(owner string, sub job.Submission) *job.Job {
+	e.t.Helper()
+	j := e.submit(sub)
+	r, err := e.store.ApplyOne(context.Background(), policy.Start(job.Message{ID: j.ID}, owner, e.clock.Now()))
+	require.NoError(e.t, err)
+	return r
+}
+
+func (e *env) get(id string) *job.Job {
+	e.t.Helper()
+	j, err := e.store.Get(context.Background(), id)
+	require.NoError(e.t, err)
+	return j
+}
+
+func (e *env) sweep() reaper.SweepResult {
+	e.t.Helper()
+	res, err := e.r.Sweep(context.Background())
+	require.NoError(e.t, err)
+	return res
+}
+
+// messages receives every visible work message (and deletes them).
+func (e *env) messages(q *queue.Queue) []job.Message {
+	e.t.Helper()
+	ctx := context.Background()
+	var out []job.Message
+	for {
+		msgs, err := q.Receive(ctx, queue.ReceiveOptions{Max: 10})
+		require.NoError(e.t, err)
+		if len(msgs) == 0 {
+			return out
+		}
+		for _, m := range msgs {
+			jm, err := job.DecodeMessage(m.Body)
+			require.NoError(e.t, err)
+			out = append(out, jm)
+			_, err = q.Delete(ctx, m.Handle)
+			require.NoError(e.t, err)
+		}
+	}
+}
+
+func TestExpiredLeaseReclaimed(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	dead := e.running("dead", job.Submission{Type: "echo"})
+	e.clock.Advance(10 * time.Second)
+	alive := e.running("alive", job.Submission{Type: "echo"})
+	require.Zero(t, e.sweep().Reclaimed, "nothing expired yet")
+
+	e.clock.Set(dead.LeaseUntil.Add(time.Millisecond))
+	res := e.sweep()
+	require.Equal(t, 1, res.Reclaimed)
+	q := e.get(dead.ID)
+	require.Equal(t, job.Queued, q.Status)
+	require.Equal(t, 1, q.Failures)
+	require.Equal(t, job.OutcomeLeaseExpired, q.History[0].Outcome)
+	require.Equal(t, job.Running, e.get(alive.ID).Status)
+	require.Equal(t, []job.Message{{ID: dead.ID, Attempt: 1}}, e.messages(e.work), "re-queued with a message at once")
+	require.Equal(t, 1.0, testutil.ToFloat64(e.m.Reclaims.WithLabelValues("lease_expired")))
+	require.Zero(t, e.sweep().Reclaimed, "settled once")
+}
+
+func TestReclaimExhaustedOrCancelled(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	last := e.running("dead", job.Submission{Type: "echo", MaxAttempts: 1})
+	cancelled := e.running("dead", job.Submission{Type: "echo"})
+	c, _ := policy.RequestCancel(cancelled, e.clock.Now())
+	_, err := e.store.ApplyOne(context.Background(), c)
+	require.NoError(t, err)
+	e.clock.Advance(policy.Lease + time.Second)
+	require.Equal(t, 2, e.sweep().Reclaimed)
+	f := e.get(last.ID)
+	require.Equal(t, job.Failed, f.Status)
+	require.Contains(t, f.Error, "attempts exhausted")
+	require.Equal(t, job.Cancelled, e.get(cancelled.ID).Status)
+	require.Empty(t, e.messages(e.work))
+}
+
+func TestDeadlineEnforced(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	j := e.running("w1", job.Submission{Type: "echo", Timeout: job.Duration(20 * time.Second), MaxAttempts: 1})
+	// The owner keeps renewing; the renewal moves due_at to the deadline.
+	e.clock.Advance(15 * time.Second)
+	r, err := e.store.ApplyOne(context.Background(), policy.Renew(j, e.clock.Now(), nil))
+	require.NoError(t, err)
+	require.Equal(t, j.StartedAt.Add(20*time.Second), r.DueAt)
+	e.clock.Advance(6 * time.Second)
+	require.Equal(t, 1, e.sweep().TimedOut)
+	f := e.get(j.ID)
+	require.Equal(t, job.Failed, f.Status)
+	require.Equal(t, job.OutcomeTimeout, f.History[0].Outcome)
+}
+
+// A crash between the store write and the send leaves a QUEUED job with no
+// message; the resend sweep sends it, backing off.
+func TestResendLostMessage(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	j := e.submit(job.Submission{Type: "echo"}) // stored, never sent
+	require.Zero(t, e.sweep().Resent)
+	e.clock.Advance(policy.ResendAfter + time.Second)
+	require.Equal(t, 1, e.sweep().Resent)
+	require.Equal(t, []job.Message{{ID: j.ID, Attempt: 0}}, e.messages(e.work))
+	q := e.get(j.ID)
+	require.Equal(t, 1, q.Resends)
+	require.Zero(t, e.sweep().Resent, "the deadline moved out")
+	e.clock.Advance(2*policy.ResendAfter + time.Second)
+	require.Equal(t, 1, e.sweep().Resent)
+	require.Len(t, e.messages(e.work), 1)
+}
+
+func TestPromoteScheduled(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	runAt := t0.Add(time.Hour)
+	j := e.submit(job.Submission{Type: "echo", RunAt: &runAt})
+	require.Equal(t, job.Scheduled, j.Status)
+	require.Zero(t, e.sweep().Promoted)
+	e.clock.Set(runAt.Add(-30 * time.Second))
+	require.Equal(t, 1, e.sweep().Promoted)
+	require.Equal(t, job.Queued, e.get(j.ID).Status)
+	d, err := e.work.Depth(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, int64(1), d.Delayed, "its message waits for run_at")
+	e.clock.Set(runAt)
+	require.Equal(t, []job.Message{{ID: j.ID}}, e.messages(e.work))
+}
+
+func TestDeadLettersFailJobs(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	j := e.submit(job.Submission{Type: "echo", Key: "k"})
+	moved := e.submit(job.Submission{Type: "echo"})
+	// moved's job went on to a newer attempt: its old message is stale.
+	r, err := e.store.ApplyOne(ctx, policy.Start(job.Message{ID: moved.ID}, "w", e.clock.Now()))
+	require.NoError(t, err)
+	_, err = e.store.ApplyOne(ctx, policy.Finish(r, e.clock.Now(), job.End{Outcome: job.OutcomeHandedBack}))
+	require.NoError(t, err)
+	_, err = work.Enqueue(ctx, e.dlq, e.clock.Now(), j, moved)
+	require.NoError(t, err)
+	_, err = e.dlq.Send(ctx, queue.SendEntry{Body: []byte("garbage"), Attributes: map[string]string{"reason": "undecodable"}})
+	require.NoError(t, err)
+
+	require.Equal(t, 1, e.sweep().DeadLettered)
+	f := e.get(j.ID)
+	require.Equal(t, job.Failed, f.Status)
+	require.Contains(t, f.Error, "dead-letter queue")
+	require.Equal(t, job.Queued, e.get(moved.ID).Status, "a stale dead letter leaves the job alone")
+	d, err := e.dlq.Depth(ctx)
+	require.NoError(t, err)
+	require.Equal(t, queue.Depth{}, d, "the DLQ is drained")
+	// The key was released with the failure.
+	j2 := e.submit(job.Submission{Type: "echo", Key: "k"})
+	require.Equal(t, job.Queued, j2.Status)
+}
+
+// A message that keeps failing to start reaches the DLQ through redrive and
+// its job fails with the reason.
+func TestRedriveToFailure(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	j := e.submit(job.Submission{Type: "echo"})
+	_, err := work.Enqueue(ctx, e.work, e.clock.Now(), j)
+	require.NoError(t, err)
+	for range 3 { // MaxReceives: 3; received and never deleted
+		msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1, Visibility: time.Second})
+		require.NoError(t, err)
+		require.Len(t, msgs, 1)
+		e.clock.Advance(2 * time.Second)
+	}
+	msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1})
+	require.NoError(t, err)
+	require.Empty(t, msgs, "moved to the DLQ")
+	require.Equal(t, 1, e.sweep().DeadLettered)
+	f := e.get(j.ID)
+	require.Equal(t, job.Failed, f.Status)
+	require.Contains(t, f.Error, "after 3 receives")
+}
+
+func sendEvent(t *testing.T, q *queue.Queue, e fleet.Event) {
+	t.Helper()
+	res, err := q.Send(context.Background(), queue.SendEntry{Body: e.Marshal()})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err)
+}
+
+func exit(code int) *int { return &code }
+
+func TestStoppedWorkerJobsReclaimedAtOnce(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		event    fleet.Event
+		failures int
+	}{
+		{"crash", fleet.Event{StopCode: fleet.StopEssentialContainerExited, ExitCode: exit(137), Reason: "Essential container in task exited"}, 1},
+		{"oom", fleet.Event{StopCode: fleet.StopEssentialContainerExited, ExitCode: exit(137), ContainerReason: "OutOfMemoryError: Container killed due to memory usage"}, 1},
+		{"spot", fleet.Event{StopCode: fleet.StopSpotInterruption, Reason: "Your Spot Task was interrupted."}, 0},
+		{"scale-in", fleet.Event{StopCode: fleet.StopUserInitiated, ExitCode: exit(143)}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t)
+			a := e.running("task/1", job.Submission{Type: "echo"})
+			b := e.running("task/1", job.Submission{Type: "echo"})
+			other := e.running("task/2", job.Submission{Type: "echo"})
+
+			// A notice while still running reclaims nothing.
+			ev := tc.event
+			ev.WorkerID, ev.LastStatus, ev.DesiredStatus, ev.Version = "task/1", fleet.StatusRunning, fleet.StatusStopped, 3
+			sendEvent(t, e.events, ev)
+			ev.LastStatus, ev.Version = fleet.StatusStopped, 4
+			sendEvent(t, e.events, ev)
+			sendEvent(t, e.events, ev) // a duplicate
+
+			total := 0
+			for total < 3 {
+				res, err := e.r.PollEvents(context.Background())
+				require.NoError(t, err)
+				require.NotZero(t, res.Events)
+				total += res.Events
+			}
+			for _, j := range []*job.Job{a, b} {
+				q := e.get(j.ID)
+				require.Equal(t, job.Queued, q.Status, "reclaimed without waiting for the lease")
+				require.Equal(t, tc.failures, q.Failures)
+			}
+			require.Equal(t, job.Running, e.get(other.ID).Status)
+			require.Len(t, e.messages(e.work), 2)
+			require.Empty(t, e.messages(e.events), "events deleted once handled")
+		})
+	}
+}
+
+func TestMalformedEventDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	_, err := e.events.Send(ctx, queue.SendEntry{Body: []byte(`{"detail-type":"Something Else","source":"aws.ecs","detail":{}}`)})
+	require.NoError(t, err)
+	res, err := e.r.PollEvents(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Malformed)
+	msgs, err := e.evDLQ.Receive(ctx, queue.ReceiveOptions{Max: 1})
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	require.Contains(t, msgs[0].Attributes["reason"], "detail-type")
+}
+
+// Two reapers sweeping at once reclaim each job once and send one message
+// per job.
+func TestTwoReapersAtOnce(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var ids []string
+	for range 20 {
+		ids = append(ids, e.running("dead", job.Submission{Type: "echo"}).ID)
+	}
+	e.clock.Advance(policy.Lease + time.Second)
+	r2 := e.newReaper()
+	var wg sync.WaitGroup
+	results := make([]reaper.SweepResult, 2)
+	for i, r := range []*reaper.Reaper{e.r, r2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := r.Sweep(context.Background())
+			require.NoError(t, err)
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, 20, results[0].Reclaimed+results[1].Reclaimed)
+	msgs := e.messages(e.work)
+	require.Len(t, msgs, 20)
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		require.False(t, seen[m.ID], "two messages for %s", m.ID)
+		seen[m.ID] = true
+	}
+	for _, id := range ids {
+		require.Equal(t, 1, e.get(id).Failures)
+	}
+}
+
+func TestPurgeExpired(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	j := e.submit(job.Submission{Type: "echo"})
+	c, _ := policy.RequestCancel(j, e.clock.Now())
+	_, err := e.store.ApplyOne(ctx, c)
+	require.NoError(t, err)
+	e.clock.Advance(policy.Retention + time.Hour)
+	require.Equal(t, 1, e.sweep().Purged)
+	_, err = e.store.Driver().Get(ctx, j.ID)
+	require.Error(t, err, "deleted, not only hidden")
+}
+
+func TestLoopsRunAndStop(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	j := e.running("task/9", job.Submission{Type: "echo"})
+	require.NoError(t, e.r.Start(context.Background()))
+	sendEvent(t, e.events, fleet.Event{WorkerID: "task/9", LastStatus: fleet.StatusStopped, DesiredStatus: fleet.StatusStopped, ExitCode: exit(1)})
+	require.Eventually(t, func() bool { return e.get(j.ID).Status == job.Queued }, 10*time.Second, 5*time.Millisecond)
+	e.r.Stop()
+	e.r.Stop()
+	require.Error(t, e.r.Start(context.Background()), "no restart after Stop")
+}
