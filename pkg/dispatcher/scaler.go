@@ -1,0 +1,272 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jobfleet/jobfleet/pkg/clock"
+	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/fleet"
+	"github.com/jobfleet/jobfleet/pkg/metrics"
+	"github.com/jobfleet/jobfleet/pkg/queue"
+)
+
+// ScalerOptions configure a Scaler. Zero fields take the defaults noted.
+type ScalerOptions struct {
+	// PerWorker is how many jobs one worker runs at once (its concurrency;
+	// default 4).
+	PerWorker int
+	// Min and Max bound the fleet (defaults 0 and 4).
+	Min, Max int
+	// Interval is the scaling period (default 1 s); Wake also triggers a
+	// check at once.
+	Interval time.Duration
+	// Grace is how long a just-provisioned worker counts as active even
+	// when the fleet's listing does not show it yet (ECS listings are
+	// eventually consistent; default 2 min).
+	Grace   time.Duration
+	Clock   clock.Clock
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+}
+
+// Scaler provisions workers for the work queue's backlog:
+//
+//	desired = clamp(ceil((visible + in flight) / PerWorker), Min, Max)
+//
+// counting running and pending workers (and ones it just started that the
+// listing may not show yet) as active, and provisioning the difference.
+// Scale-in is the workers' own: they exit after their idle timeout.
+// Provisioning failures that are worth retrying back off exponentially (1 s
+// doubling to 1 min) and are counted by reason.
+type Scaler struct {
+	fleet *fleet.Fleet
+	work  *queue.Queue
+	o     ScalerOptions
+	log   *slog.Logger
+	m     *metrics.Metrics
+	wake  chan struct{}
+
+	mu          sync.Mutex
+	recent      map[string]time.Time // provisioned id → when
+	retryAt     time.Time
+	failBackoff time.Duration
+	lastFailure string
+
+	startOnce, stopOnce sync.Once
+	cancel              context.CancelFunc
+	wg                  sync.WaitGroup
+}
+
+// NewScaler returns a scaler for the fleet and work queue.
+func NewScaler(f *fleet.Fleet, work *queue.Queue, opts *ScalerOptions) *Scaler {
+	var o ScalerOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.PerWorker <= 0 {
+		o.PerWorker = 4
+	}
+	if o.Max == 0 {
+		o.Max = 4
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = 2 * time.Minute
+	}
+	o.Clock = clock.Or(o.Clock)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	return &Scaler{fleet: f, work: work, o: o, log: o.Logger, m: o.Metrics,
+		wake: make(chan struct{}, 1), recent: map[string]time.Time{}}
+}
+
+// Wake asks for a scaling check now (new work arrived). It never blocks.
+func (s *Scaler) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the scaling loop until Stop or ctx ends.
+func (s *Scaler) Start(ctx context.Context) error {
+	started := false
+	s.startOnce.Do(func() {
+		started = true
+		ctx, s.cancel = context.WithCancel(ctx)
+		s.wg.Add(1)
+		go s.loop(ctx)
+	})
+	if !started {
+		return errcode.New(errcode.FailedPrecondition, "scaler already started")
+	}
+	return nil
+}
+
+// Stop stops the loop and waits for it. Safe twice and before Start.
+func (s *Scaler) Stop() {
+	s.stopOnce.Do(func() {
+		s.startOnce.Do(func() {})
+		if s.cancel != nil {
+			s.cancel()
+		}
+		s.wg.Wait()
+	})
+}
+
+func (s *Scaler) loop(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(s.o.Interval)
+	defer t.Stop()
+	for {
+		if _, err := s.Scale(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("scale", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.wake:
+		}
+	}
+}
+
+// Decision is what one Scale call saw and did.
+type Decision struct {
+	Backlog     int64 // visible + in flight work messages
+	Active      int   // workers running or starting
+	Desired     int
+	Provisioned int
+	Failed      int
+	Reason      string // why provisioning failed, if it did
+}
+
+// Desired is the scaling rule: enough workers for the backlog at perWorker
+// jobs each, within [min, max].
+func Desired(backlog int64, perWorker, minW, maxW int) int {
+	n := int((backlog + int64(perWorker) - 1) / int64(perWorker))
+	return max(minW, min(n, maxW))
+}
+
+// Scale runs one scaling check.
+func (s *Scaler) Scale(ctx context.Context) (Decision, error) {
+	var d Decision
+	depth, err := s.work.Depth(ctx)
+	if err != nil {
+		return d, err
+	}
+	d.Backlog = depth.Visible + depth.InFlight
+	for _, st := range []struct {
+		name string
+		n    int64
+	}{{"visible", depth.Visible}, {"in_flight", depth.InFlight}, {"delayed", depth.Delayed}} {
+		s.m.Backlog.WithLabelValues(s.work.Name(), st.name).Set(float64(st.n))
+	}
+	workers, err := s.fleet.List(ctx)
+	if err != nil {
+		return d, err
+	}
+	now := s.o.Clock.Now()
+	var pending, running int
+	seen := map[string]bool{}
+	for _, w := range workers {
+		seen[w.ID] = true
+		switch {
+		case !w.Active():
+		case w.Pending():
+			pending++
+		default:
+			running++
+		}
+	}
+	s.mu.Lock()
+	for id, at := range s.recent {
+		switch {
+		case seen[id] || now.Sub(at) > s.o.Grace:
+			delete(s.recent, id)
+		default:
+			pending++ // started, not listed yet
+		}
+	}
+	retryAt := s.retryAt
+	s.mu.Unlock()
+	d.Active = pending + running
+	d.Desired = Desired(d.Backlog, s.o.PerWorker, s.o.Min, s.o.Max)
+	s.m.Workers.WithLabelValues("pending").Set(float64(pending))
+	s.m.Workers.WithLabelValues("running").Set(float64(running))
+	s.m.ScalerDesired.Set(float64(d.Desired))
+	s.m.ScalerActual.Set(float64(d.Active))
+	s.m.BacklogPerWorker.Set(float64(d.Backlog) / float64(max(d.Active, 1)))
+
+	need := d.Desired - d.Active
+	if need <= 0 || now.Before(retryAt) {
+		return d, nil
+	}
+	p, err := s.fleet.Provision(ctx, need)
+	d.Provisioned = len(p.Workers)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range p.Workers {
+		s.recent[w.ID] = now
+	}
+	s.m.Provisioned.Add(float64(len(p.Workers)))
+	retry := false
+	for _, f := range p.Failures {
+		d.Failed += f.Count
+		d.Reason = f.Reason
+		s.m.ProvisionFailures.WithLabelValues(reasonLabel(f.Reason)).Add(float64(f.Count))
+		retry = retry || f.Retryable
+	}
+	if err != nil {
+		d.Reason = err.Error()
+		s.m.ProvisionFailures.WithLabelValues("error").Add(float64(need - d.Provisioned))
+		retry = retry || errcode.Retryable(err) || errors.Is(err, context.DeadlineExceeded)
+	}
+	switch {
+	case retry || d.Failed > 0 || err != nil:
+		s.failBackoff = min(max(2*s.failBackoff, time.Second), time.Minute)
+		s.retryAt = now.Add(s.failBackoff)
+		s.lastFailure = d.Reason
+		s.log.Warn("provisioning fell short", "wanted", need, "started", d.Provisioned, "reason", d.Reason, "retry_in", s.failBackoff.String())
+	default:
+		s.failBackoff, s.lastFailure = 0, ""
+		if d.Provisioned > 0 {
+			s.log.Info("provisioned workers", "n", d.Provisioned, "backlog", d.Backlog, "active", d.Active, "desired", d.Desired)
+		}
+	}
+	return d, err
+}
+
+// LastFailure returns why the last provisioning fell short ("" when it did
+// not).
+func (s *Scaler) LastFailure() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastFailure
+}
+
+// reasonLabel keeps the metric's label set small: the reason's first word
+// (ECS reasons look like "RESOURCE:ENI" or "Capacity is unavailable ...").
+func reasonLabel(r string) string {
+	if i := strings.IndexByte(r, ' '); i > 0 {
+		r = r[:i]
+	}
+	if len(r) > 40 {
+		r = r[:40]
+	}
+	if r == "" {
+		return "unknown"
+	}
+	return r
+}
