@@ -1,0 +1,80 @@
+// Package awsconfig loads the aws-sdk-go-v2 configuration for the aws
+// profile and counts every AWS request.
+//
+// Load uses the SDK's default credential chain and region, its adaptive
+// retry mode (client-side rate limiting under throttling, on top of the
+// standard retries: jobfleet adds no retry loops of its own), and
+// AWS_ENDPOINT_URL — the SDK's own setting — to point every client at
+// LocalStack or a moto server.
+//
+// Instrument adds a middleware to every client that counts each request
+// attempt by service, operation and outcome in jobfleet_aws_requests_total,
+// and observes its latency in jobfleet_aws_request_seconds. That is what
+// the cost benchmark reads: requests are what AWS bills.
+package awsconfig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/jobfleet/jobfleet/pkg/metrics"
+)
+
+// Load returns the SDK configuration from the environment, instrumented
+// with m. extra options are applied last.
+func Load(ctx context.Context, m *metrics.Metrics, extra ...func(*config.LoadOptions) error) (aws.Config, error) {
+	opts := []func(*config.LoadOptions) error{
+		config.WithRetryMode(aws.RetryModeAdaptive),
+		config.WithAPIOptions([]func(*middleware.Stack) error{Instrument(m)}),
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, append(opts, extra...)...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return aws.Config{}, errors.New("load AWS configuration: no region (set AWS_REGION)")
+	}
+	return cfg, nil
+}
+
+// Instrument returns the request-accounting middleware for m, for
+// aws.Config.APIOptions (Load adds it). It runs once per attempt, after
+// the retry middleware, so retried attempts count as the requests they are.
+func Instrument(m *metrics.Metrics) func(*middleware.Stack) error {
+	return func(s *middleware.Stack) error {
+		return s.Finalize.Add(middleware.FinalizeMiddlewareFunc("jobfleetRequestAccounting",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+				start := time.Now()
+				out, md, err := next.HandleFinalize(ctx, in)
+				svc, op := awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx)
+				m.AWSRequests.WithLabelValues(svc, op, Outcome(err)).Inc()
+				m.AWSLatency.WithLabelValues(svc, op).Observe(time.Since(start).Seconds())
+				return out, md, err
+			}), middleware.After)
+	}
+}
+
+// Outcome labels a request's result: "ok", the AWS error code
+// ("ConditionalCheckFailedException", "ThrottlingException", ...),
+// "canceled", or "transport_error".
+func Outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() != "" {
+		return api.ErrorCode()
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return "canceled"
+	}
+	return "transport_error"
+}

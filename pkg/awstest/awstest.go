@@ -1,0 +1,188 @@
+// Package awstest gives tests an AWS endpoint: a moto server (moto_server)
+// started on a free loopback port for the test binary, or the endpoint in
+// JOBFLEET_TEST_AWS_ENDPOINT (LocalStack, say) when that is set.
+//
+//	func TestMain(m *testing.M) { os.Exit(awstest.Main(m)) }
+//
+//	func TestSomething(t *testing.T) {
+//		cfg := awstest.Config(t) // aws.Config for the endpoint
+//		name := awstest.Name(t)  // a resource name unique to this test
+//		...
+//	}
+//
+// Main starts the server once for the package, runs the tests and stops it,
+// so every test stops what it starts. Tests isolate themselves by naming
+// their resources from t.Name(). Without moto_server on PATH the tests fail
+// with a message saying how to get it (make test installs it).
+package awstest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+)
+
+// Region is the region tests use.
+const Region = "us-east-1"
+
+// EndpointEnv names the variable that points tests at an existing endpoint
+// instead of starting moto.
+const EndpointEnv = "JOBFLEET_TEST_AWS_ENDPOINT"
+
+var (
+	mu       sync.Mutex
+	endpoint string
+	isMoto   bool
+	startErr error
+	proc     *exec.Cmd
+	started  bool
+)
+
+// Main runs m with an AWS endpoint available and returns the exit code.
+func Main(m *testing.M) int {
+	defer stop()
+	return m.Run()
+}
+
+// Endpoint returns the endpoint URL, starting moto on first use. The test
+// fails if no endpoint can be had.
+func Endpoint(t testing.TB) string {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	if !started {
+		started = true
+		endpoint, startErr = start()
+	}
+	if startErr != nil {
+		t.Fatalf("AWS endpoint: %v", startErr)
+	}
+	return endpoint
+}
+
+// IsMoto reports whether the endpoint is a moto server this package started
+// (so moto's known gaps apply).
+func IsMoto(t testing.TB) bool {
+	Endpoint(t)
+	return isMoto
+}
+
+func start() (string, error) {
+	if ep := os.Getenv(EndpointEnv); ep != "" {
+		return ep, nil
+	}
+	bin, err := exec.LookPath("moto_server")
+	if err != nil {
+		return "", fmt.Errorf("moto_server is not on PATH (install it with `pip install 'moto[server]>=5.1.21'`, or run `make test`, which does): %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start moto_server: %w", err)
+	}
+	proc = cmd
+	ep := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(ep + "/moto-api/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", fmt.Errorf("moto_server did not come up on %s within 60s: %s", ep, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	isMoto = true
+	// moto moves an ECS task one step toward STOPPED on every DescribeTasks
+	// call; pin tasks where RunTask leaves them (AWS_NOTES §3.3).
+	body := strings.NewReader(`{"model_name":"ecs::task","transition":{"progression":"manual","times":1000000}}`)
+	if resp, err := http.Post(ep+"/moto-api/state-manager/set-transition", "application/json", body); err == nil {
+		resp.Body.Close()
+	}
+	return ep, nil
+}
+
+func stop() {
+	mu.Lock()
+	defer mu.Unlock()
+	if proc != nil && proc.Process != nil {
+		_ = syscall.Kill(-proc.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = proc.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-proc.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		proc = nil
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Config returns an aws.Config for the endpoint: region us-east-1, static
+// test credentials, standard retries. opts add to it.
+func Config(t testing.TB, opts ...func(*config.LoadOptions) error) aws.Config {
+	t.Helper()
+	ep := Endpoint(t)
+	base := []func(*config.LoadOptions) error{
+		config.WithRegion(Region),
+		config.WithBaseEndpoint(ep),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")),
+	}
+	cfg, err := config.LoadDefaultConfig(context.Background(), append(base, opts...)...)
+	if err != nil {
+		t.Fatalf("aws config: %v", err)
+	}
+	return cfg
+}
+
+var unsafe = regexp.MustCompile(`[^a-zA-Z0-9-]+`)
+
+// Name returns a resource name unique to this test and run: derived from
+// t.Name(), lower case, at most 60 characters of [a-z0-9-], valid as a
+// DynamoDB table, SQS queue or S3 bucket name.
+func Name(t testing.TB) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	n := strings.Trim(strings.ToLower(unsafe.ReplaceAllString(t.Name(), "-")), "-")
+	if len(n) > 50 {
+		n = n[len(n)-50:]
+	}
+	return strings.Trim("t-"+n, "-") + "-" + hex.EncodeToString(b[:])
+}
