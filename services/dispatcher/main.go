@@ -1,0 +1,81 @@
+// Command jobfleet-dispatcher is the front door: the HTTP API for producers,
+// and the scaler that provisions workers for the backlog (local worker
+// processes in the local profile, ECS tasks in the aws profile). It listens
+// on JOBFLEET_HTTP_ADDR (default 127.0.0.1:8080) and refuses to listen
+// beyond loopback without JOBFLEET_API_TOKENS.
+//
+// On SIGTERM or SIGINT it drops readiness, finishes requests in flight,
+// stops scaling and stops the local workers it started (they drain).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/jobfleet/jobfleet/pkg/config"
+	"github.com/jobfleet/jobfleet/pkg/daemon"
+	"github.com/jobfleet/jobfleet/pkg/dispatcher"
+	"github.com/jobfleet/jobfleet/pkg/handlers"
+	"github.com/jobfleet/jobfleet/pkg/metrics"
+	"github.com/jobfleet/jobfleet/pkg/profile"
+)
+
+func main() {
+	if err := run(context.Background(), os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "jobfleet-dispatcher:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	if err := dispatcher.CheckExposure(cfg.HTTPAddr, cfg.APITokens); err != nil {
+		return err
+	}
+	log := daemon.Logger("dispatcher", cfg.LogLevel)
+	soft, _, stop := daemon.Signals(ctx)
+	defer stop()
+	b, err := profile.Open(soft, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	fl, err := profile.OpenFleet(soft, cfg, b, log)
+	if err != nil {
+		return err
+	}
+	defer fl.Close()
+
+	m := metrics.New()
+	scaler := dispatcher.NewScaler(fl, b.Work, &dispatcher.ScalerOptions{
+		PerWorker: cfg.Concurrency, Min: cfg.MinWorkers, Max: cfg.MaxWorkers,
+		Interval: cfg.ScaleInterval, Logger: log, Metrics: m,
+	})
+	svc := dispatcher.NewService(b.Store, b.Work, b.Blob, &dispatcher.Options{
+		Policy: cfg.Policy(), Limits: cfg.Limits(), Payloads: handlers.Validator(),
+		InlineLimit: cfg.InlineLimit, Logger: log, Metrics: m, OnEnqueue: scaler.Wake,
+	})
+	api := dispatcher.NewAPI(svc, &dispatcher.APIOptions{Tokens: cfg.APITokens, Logger: log})
+	srv, err := daemon.Listen(cfg.HTTPAddr, api, dispatcher.NewServer(cfg.HTTPAddr, api))
+	if err != nil {
+		return err
+	}
+	if err := scaler.Start(soft); err != nil {
+		return err
+	}
+	api.SetReady(true)
+	log.Info("dispatcher ready", append([]any{"addr", srv.Addr(), "auth", len(cfg.APITokens) > 0,
+		"min_workers", cfg.MinWorkers, "max_workers", cfg.MaxWorkers}, b.LogAttrs()...)...)
+
+	<-soft.Done()
+	log.Info("signal received: shutting down")
+	api.SetReady(false)
+	err = srv.Shutdown(10 * time.Second)
+	scaler.Stop()
+	return err
+}
