@@ -1,9 +1,10 @@
 # jobfleet — build, test and run every module of the workspace.
 #
 #   make run     the whole system on this machine (embedded profile)
-#   make test    every module's tests with -race, every conformance suite
+#   make test    every module's tests with -race: conformance suites on the
+#                local adapters and on a moto server, the e2e suite
 #   make lint    gofmt check, go vet, staticcheck
-#   make build   all binaries into ./bin
+#   make build   the three service binaries into ./bin
 #   make tidy    go mod tidy in every module
 
 SHELL := /bin/bash
@@ -13,21 +14,39 @@ export GOFLAGS ?= -buildvcs=false
 BIN := $(CURDIR)/bin
 TOOLS := $(BIN)/tools
 STATICCHECK_VERSION := v0.8.2
+MOTO_MIN := 5.1.21
+SERVICES := dispatcher worker reaper
 # Every module in go.work, as directories.
 MODULES = $(shell $(GO) list -f '{{.Dir}}' -m)
 TEST_FLAGS ?= -race -count=1 -timeout 15m
+# make run's settings; override on the command line (make run DATA=/tmp/jf).
+DATA ?= $(CURDIR)/.data
+HTTP_ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build test lint tidy fmt clean
+.PHONY: all build test lint tidy fmt clean run moto vet
 
 all: build
 
 build:
 	@mkdir -p $(BIN)
-	@for m in $(MODULES); do \
-	  (cd $$m && $(GO) build ./...) || exit 1; \
+	@for s in $(SERVICES); do \
+	  (cd services/$$s && $(GO) build -o $(BIN)/jobfleet-$$s .) || exit 1; \
 	done
 
-test:
+# moto_server is the AWS endpoint the aws adapters' tests run against.
+moto:
+	@if ! command -v moto_server >/dev/null 2>&1; then \
+	  echo "moto_server not found: installing moto[server]>=$(MOTO_MIN) with pip"; \
+	  python3 -m pip install --user --quiet "moto[server]>=$(MOTO_MIN)" || { \
+	    echo "error: could not install moto (needs Python 3 and pip with access to PyPI)."; \
+	    echo "       Install it yourself: pip install 'moto[server]>=$(MOTO_MIN)'"; exit 1; }; \
+	fi
+	@v=$$(python3 -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || echo 0); \
+	if [ "$$(printf '%s\n%s\n' "$(MOTO_MIN)" "$$v" | sort -V | head -1)" != "$(MOTO_MIN)" ]; then \
+	  echo "error: moto $$v is older than $(MOTO_MIN) (SQS's 1 MiB messages); pip install -U 'moto[server]>=$(MOTO_MIN)'"; exit 1; \
+	fi
+
+test: moto
 	@for m in $(MODULES); do \
 	  echo "== test $${m#$(CURDIR)/}"; \
 	  (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || exit 1; \
@@ -49,6 +68,18 @@ fmt:
 
 tidy:
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done
+
+# The whole system on this machine: the reaper in the background, the
+# dispatcher in the foreground (it starts and stops the workers). Ctrl-C
+# drains and stops everything.
+run: build
+	@mkdir -p $(DATA)
+	@echo "jobfleet: API on http://$(HTTP_ADDR), data in $(DATA); Ctrl-C stops it"
+	@export JOBFLEET_DATA_DIR=$(DATA) JOBFLEET_HTTP_ADDR=$(HTTP_ADDR); \
+	$(BIN)/jobfleet-reaper & reaper=$$!; \
+	trap 'kill -TERM $$reaper 2>/dev/null; wait $$reaper 2>/dev/null' EXIT; \
+	trap 'true' INT TERM; \
+	$(BIN)/jobfleet-dispatcher || true
 
 clean:
 	rm -rf $(BIN)
