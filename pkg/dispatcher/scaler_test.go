@@ -1,0 +1,207 @@
+package dispatcher_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/jobfleet/jobfleet/pkg/dispatcher"
+	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/fleet"
+	"github.com/jobfleet/jobfleet/pkg/fleet/procfleet"
+	"github.com/jobfleet/jobfleet/pkg/queue"
+)
+
+func TestDesired(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		backlog               int64
+		per, minW, maxW, want int
+	}{
+		{0, 4, 0, 10, 0},
+		{1, 4, 0, 10, 1},
+		{4, 4, 0, 10, 1},
+		{5, 4, 0, 10, 2},
+		{1000, 4, 0, 10, 10},
+		{0, 4, 2, 10, 2},
+		{3, 1, 0, 2, 2},
+	} {
+		require.Equal(t, tc.want, dispatcher.Desired(tc.backlog, tc.per, tc.minW, tc.maxW), "%+v", tc)
+	}
+}
+
+// backlog sends n work messages.
+func (e *env) backlog(n int) {
+	e.t.Helper()
+	var es []queue.SendEntry
+	for i := range n {
+		es = append(es, queue.SendEntry{Body: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	_, err := e.work.Send(e.t.Context(), es...)
+	require.NoError(e.t, err)
+}
+
+// localFleet is a real local fleet whose workers are `sleep` processes.
+func localFleet(t *testing.T, maxWorkers int) *fleet.Fleet {
+	t.Helper()
+	f, err := procfleet.Open(t.Context(), filepath.Join(t.TempDir(), "fleet.db"), &procfleet.Options{
+		Command: []string{"sleep", "3600"}, MaxWorkers: maxWorkers, StopTimeout: time.Second,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, f.Close()) })
+	return f
+}
+
+func TestScalerProvisionsForBacklog(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	f := localFleet(t, 10)
+	s := dispatcher.NewScaler(f, e.work, &dispatcher.ScalerOptions{PerWorker: 2, Max: 4, Clock: e.clk, Metrics: e.m})
+	ctx := t.Context()
+
+	d, err := s.Scale(ctx)
+	require.NoError(t, err)
+	require.Equal(t, dispatcher.Decision{}, d, "no backlog, no workers")
+
+	e.backlog(5)
+	d, err = s.Scale(ctx)
+	require.NoError(t, err)
+	require.Equal(t, dispatcher.Decision{Backlog: 5, Active: 0, Desired: 3, Provisioned: 3}, d)
+	d, err = s.Scale(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, d.Active)
+	require.Zero(t, d.Provisioned, "the workers it started count")
+
+	e.backlog(20)
+	d, err = s.Scale(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 4, d.Desired, "capped at Max")
+	require.Equal(t, 1, d.Provisioned)
+	require.Equal(t, 4.0, testutil.ToFloat64(e.m.ScalerDesired))
+	require.Equal(t, 25.0/3, testutil.ToFloat64(e.m.BacklogPerWorker), "backlog over the workers seen active before provisioning")
+}
+
+// fakeFleet is a fleet.Driver whose listing lags and whose provisioning
+// fails on demand: what a real ECS fleet does and a local one cannot.
+type fakeFleet struct {
+	mu       sync.Mutex
+	listed   []fleet.Worker
+	failures []fleet.Failure
+	err      error
+	asked    []int
+	next     int
+}
+
+func (f *fakeFleet) Provision(_ context.Context, n int) (fleet.Provisioned, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, n)
+	if f.err != nil {
+		return fleet.Provisioned{}, f.err
+	}
+	var p fleet.Provisioned
+	failed := 0
+	for _, fl := range f.failures {
+		failed += fl.Count
+	}
+	p.Failures = f.failures
+	for range n - failed {
+		f.next++
+		p.Workers = append(p.Workers, fleet.Worker{ID: fmt.Sprintf("task/%d", f.next), LastStatus: fleet.StatusProvisioning, DesiredStatus: fleet.StatusRunning})
+	}
+	return p, nil
+}
+
+func (f *fakeFleet) List(context.Context) ([]fleet.Worker, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fleet.Worker(nil), f.listed...), nil
+}
+
+func (f *fakeFleet) Stop(context.Context, string, string) error { return nil }
+func (f *fakeFleet) Close() error                               { return nil }
+
+func TestScalerCountsUnlistedWorkers(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ff := &fakeFleet{}
+	s := dispatcher.NewScaler(fleet.New(ff), e.work, &dispatcher.ScalerOptions{PerWorker: 1, Max: 10, Grace: time.Minute, Clock: e.clk, Metrics: e.m})
+	e.backlog(2)
+	for range 3 {
+		_, err := s.Scale(t.Context())
+		require.NoError(t, err)
+	}
+	require.Equal(t, []int{2}, ff.asked, "tasks not yet listed still count as pending")
+	e.clk.Advance(2 * time.Minute)
+	_, err := s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, []int{2, 2}, ff.asked, "after the grace, unlisted tasks no longer count")
+}
+
+func TestScalerBacksOffFailures(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ff := &fakeFleet{failures: []fleet.Failure{{Count: 3, Reason: "RESOURCE:ENI", Retryable: true}}}
+	s := dispatcher.NewScaler(fleet.New(ff), e.work, &dispatcher.ScalerOptions{PerWorker: 1, Max: 10, Clock: e.clk, Metrics: e.m})
+	e.backlog(3)
+	d, err := s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 3, d.Failed)
+	require.Equal(t, "RESOURCE:ENI", s.LastFailure())
+	require.Equal(t, 3.0, testutil.ToFloat64(e.m.ProvisionFailures.WithLabelValues("RESOURCE:ENI")))
+
+	_, err = s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Len(t, ff.asked, 1, "waits out the backoff")
+	e.clk.Advance(1100 * time.Millisecond)
+	_, err = s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Len(t, ff.asked, 2, "tries again after 1 s")
+	_, err = s.Scale(t.Context())
+	require.NoError(t, err)
+	e.clk.Advance(1100 * time.Millisecond)
+	_, err = s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Len(t, ff.asked, 2, "the backoff doubled to 2 s")
+
+	ff.mu.Lock()
+	ff.failures = nil
+	ff.err = errcode.New(errcode.Unavailable, "throttled")
+	ff.mu.Unlock()
+	e.clk.Advance(time.Minute)
+	_, err = s.Scale(t.Context())
+	require.ErrorIs(t, err, errcode.Unavailable)
+	ff.mu.Lock()
+	ff.err = nil
+	ff.mu.Unlock()
+	e.clk.Advance(time.Minute)
+	d, err = s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 3, d.Provisioned)
+	require.Empty(t, s.LastFailure(), "a success clears the failure")
+}
+
+func TestScalerWakesOnNewWork(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ff := &fakeFleet{}
+	s := dispatcher.NewScaler(fleet.New(ff), e.work, &dispatcher.ScalerOptions{PerWorker: 1, Max: 10, Interval: time.Hour, Clock: e.clk, Metrics: e.m})
+	require.NoError(t, s.Start(t.Context()))
+	t.Cleanup(s.Stop)
+	require.Error(t, s.Start(t.Context()))
+	e.backlog(1)
+	s.Wake()
+	require.Eventually(t, func() bool {
+		ff.mu.Lock()
+		defer ff.mu.Unlock()
+		return len(ff.asked) == 1
+	}, 10*time.Second, 5*time.Millisecond, "a wake-up scales at once, not at the next interval")
+	s.Stop()
+	s.Stop()
+}
