@@ -405,7 +405,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 		a.refuse(w, r, rerr)
 		return
 	}
-	sub, rerr := decodeSubmission(body, "the request body")
+	sub, rerr := decodeSubmission(body, "the request body", false)
 	if rerr != nil {
 		a.refuse(w, r, rerr)
 		return

@@ -190,7 +190,11 @@ var submissionFields = map[string]string{
 // decodeSubmission reads one submission strictly: members are matched by
 // exact name, unknown and duplicate members are refused, and every member of
 // the wrong JSON type is reported (field by field) at once.
-func decodeSubmission(b []byte, what string) (job.Submission, *requestError) {
+//
+// payload_ref (a payload already in the blob store) is accepted only when
+// allowRef is set: from the ingress queue, never over HTTP, so API callers
+// cannot point a job at an arbitrary blob.
+func decodeSubmission(b []byte, what string, allowRef bool) (job.Submission, *requestError) {
 	var s job.Submission
 	names, values, rerr := decodeObject(b, what)
 	if rerr != nil {
@@ -200,6 +204,9 @@ func decodeSubmission(b []byte, what string) (job.Submission, *requestError) {
 	for i, name := range names {
 		raw := values[i]
 		want, known := submissionFields[name]
+		if allowRef && name == "payload_ref" {
+			want, known = "a blob key (string)", true
+		}
 		if !known {
 			probs = append(probs, job.Problem{Field: name, Detail: "unknown field"})
 			continue
@@ -218,6 +225,8 @@ func decodeSubmission(b []byte, what string) (job.Submission, *requestError) {
 			err = json.Unmarshal(raw, &s.Timeout)
 		case "delay":
 			err = json.Unmarshal(raw, &s.Delay)
+		case "payload_ref":
+			err = json.Unmarshal(raw, &s.PayloadRef)
 		case "run_at":
 			if string(raw) != "null" {
 				var t time.Time
@@ -270,7 +279,7 @@ func decodeBatch(b []byte) (subs []job.Submission, errs []*requestError, rerr *r
 	subs = make([]job.Submission, len(items))
 	errs = make([]*requestError, len(items))
 	for i, it := range items {
-		subs[i], errs[i] = decodeSubmission(it, fmt.Sprintf("jobs[%d]", i))
+		subs[i], errs[i] = decodeSubmission(it, fmt.Sprintf("jobs[%d]", i), false)
 	}
 	return subs, errs, nil
 }

@@ -1,5 +1,5 @@
-// Command jobfleet-dispatcher is the front door: the HTTP API for producers,
-// and the scaler that provisions workers for the backlog (local worker
+// Command jobfleet-dispatcher is the front door: the HTTP API and the
+// ingress queue consumer for producers, and the scaler that provisions workers for the backlog (local worker
 // processes in the local profile, ECS tasks in the aws profile). It listens
 // on JOBFLEET_HTTP_ADDR (default 127.0.0.1:8080) and refuses to listen
 // beyond loopback without JOBFLEET_API_TOKENS.
@@ -68,6 +68,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err := scaler.Start(soft); err != nil {
 		return err
 	}
+	ingress := dispatcher.NewIngress(svc, b.Ingress, &dispatcher.IngressOptions{DLQ: b.IngressDLQ, Logger: log, Metrics: m})
+	if err := ingress.Start(soft); err != nil {
+		return err
+	}
 	api.SetReady(true)
 	log.Info("dispatcher ready", append([]any{"addr", srv.Addr(), "auth", len(cfg.APITokens) > 0,
 		"min_workers", cfg.MinWorkers, "max_workers", cfg.MaxWorkers}, b.LogAttrs()...)...)
@@ -76,6 +80,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	log.Info("signal received: shutting down")
 	api.SetReady(false)
 	err = srv.Shutdown(10 * time.Second)
+	ingress.Stop()
 	scaler.Stop()
 	return err
 }
