@@ -25,6 +25,12 @@ const (
 	ProfileAWS   = "aws"   // DynamoDB, SQS, S3, ECS
 )
 
+// Fleets.
+const (
+	FleetLocal = "local" // worker processes on this machine
+	FleetECS   = "ecs"   // ECS Fargate tasks
+)
+
 // BuiltinTypes are the job types the stock worker serves.
 var BuiltinTypes = []string{"echo", "exec", "fail", "sleep"}
 
@@ -45,15 +51,15 @@ type Config struct {
 	MaxAttempts int           // JOBFLEET_MAX_ATTEMPTS: default max_attempts (default 5)
 	DurationCap time.Duration // JOBFLEET_DURATION_CAP: longest attempt; default timeout (default 4h)
 
-	Heartbeat    time.Duration // JOBFLEET_HEARTBEAT: lease renewal interval (default 10s)
-	Lease        time.Duration // JOBFLEET_LEASE: lease length (default 30s)
-	Visibility   time.Duration // JOBFLEET_VISIBILITY: work message visibility timeout (default lease + heartbeat)
-	Sweep        time.Duration // JOBFLEET_SWEEP: reaper sweep interval (default 5s)
-	ResendAfter  time.Duration // JOBFLEET_RESEND_AFTER: first resend deadline of a queued job (default 1m)
-	Retention    time.Duration // JOBFLEET_RETENTION: how long terminal jobs are kept (default 168h)
-	MaxReceives  int           // JOBFLEET_MAX_RECEIVES: work message receives before the DLQ (default 10)
-	RetryBase    time.Duration // JOBFLEET_RETRY_BASE: first retry backoff (default 1s)
-	RetryMax     time.Duration // JOBFLEET_RETRY_MAX: longest retry backoff (default 1h)
+	Heartbeat   time.Duration // JOBFLEET_HEARTBEAT: lease renewal interval (default 10s)
+	Lease       time.Duration // JOBFLEET_LEASE: lease length (default 30s)
+	Visibility  time.Duration // JOBFLEET_VISIBILITY: work message visibility timeout (default lease + heartbeat)
+	Sweep       time.Duration // JOBFLEET_SWEEP: reaper sweep interval (default 5s)
+	ResendAfter time.Duration // JOBFLEET_RESEND_AFTER: first resend deadline of a queued job (default 1m)
+	Retention   time.Duration // JOBFLEET_RETENTION: how long terminal jobs are kept (default 168h)
+	MaxReceives int           // JOBFLEET_MAX_RECEIVES: work message receives before the DLQ (default 10)
+	RetryBase   time.Duration // JOBFLEET_RETRY_BASE: first retry backoff (default 1s)
+	RetryMax    time.Duration // JOBFLEET_RETRY_MAX: longest retry backoff (default 1h)
 
 	Concurrency  int           // JOBFLEET_CONCURRENCY: jobs one worker runs at once (default 2 × CPUs, at least 4)
 	IdleTimeout  time.Duration // JOBFLEET_IDLE_TIMEOUT: a worker with no work for this long exits; 0 never (default 60s)
@@ -66,36 +72,60 @@ type Config struct {
 	ScaleInterval time.Duration // JOBFLEET_SCALE_INTERVAL: scaler period; it also wakes on new work (default 1s)
 	WorkerCommand []string      // JOBFLEET_WORKER_COMMAND: local fleet's worker argv, space-separated (default jobfleet-worker beside the dispatcher)
 	StopTimeout   time.Duration // JOBFLEET_STOP_TIMEOUT: SIGTERM → SIGKILL for local workers (default 30s)
+	Fleet         string        // JOBFLEET_FLEET: local (processes on this machine) or ecs (default: local in the local profile, ecs in the aws profile)
+
+	// The aws profile's resources. Names default from the prefix; each may
+	// be a name, or a queue URL / table or bucket name as AWS gives it.
+	ResourcePrefix string // JOBFLEET_RESOURCE_PREFIX (default jobfleet)
+	Table          string // JOBFLEET_TABLE (default <prefix>-jobs)
+	WorkQueue      string // JOBFLEET_WORK_QUEUE (default <prefix>-work); its DLQ JOBFLEET_WORK_DLQ (default <work>-dlq)
+	WorkDLQ        string
+	IngressQueue   string // JOBFLEET_INGRESS_QUEUE (default <prefix>-ingress); JOBFLEET_INGRESS_DLQ
+	IngressDLQ     string
+	EventsQueue    string // JOBFLEET_EVENTS_QUEUE (default <prefix>-events); JOBFLEET_EVENTS_DLQ
+	EventsDLQ      string
+	Bucket         string // JOBFLEET_BUCKET (default <prefix>-artifacts)
+	BlobPrefix     string // JOBFLEET_BLOB_PREFIX: key prefix inside the bucket, to share one (default none)
+
+	// The ECS fleet (JOBFLEET_FLEET=ecs).
+	ECSCluster           string   // JOBFLEET_ECS_CLUSTER (default <prefix>)
+	ECSTaskDefinition    string   // JOBFLEET_ECS_TASK_DEFINITION: family[:revision] or ARN (default <prefix>-worker)
+	ECSSubnets           []string // JOBFLEET_ECS_SUBNETS: comma-separated subnet ids (required for ecs)
+	ECSSecurityGroups    []string // JOBFLEET_ECS_SECURITY_GROUPS: comma-separated
+	ECSAssignPublicIP    bool     // JOBFLEET_ECS_ASSIGN_PUBLIC_IP: true to give tasks a public IP (default false)
+	ECSCapacityProviders []string // JOBFLEET_ECS_CAPACITY_PROVIDERS: e.g. FARGATE_SPOT,FARGATE (default: launch type FARGATE)
+	ECSContainer         string   // JOBFLEET_ECS_CONTAINER: the worker container's name in the task definition (default worker)
 }
 
 // Defaults returns the default configuration.
 func Defaults() Config {
 	return Config{
-		Profile:       ProfileLocal,
-		DataDir:       ".data",
-		LogLevel:      "info",
-		HTTPAddr:      "127.0.0.1:8080",
-		WorkerAddr:    "127.0.0.1:0",
-		ReaperAddr:    "127.0.0.1:8082",
-		JobTypes:      BuiltinTypes,
-		MaxPayload:    job.DefaultLimits.MaxPayload,
-		InlineLimit:   8 << 10,
-		MaxAttempts:   job.DefaultLimits.DefaultMaxAttempts,
-		DurationCap:   4 * time.Hour,
-		Heartbeat:     10 * time.Second,
-		Lease:         30 * time.Second,
-		Sweep:         5 * time.Second,
-		ResendAfter:   job.DefaultPolicy.ResendAfter,
-		Retention:     job.DefaultPolicy.Retention,
-		MaxReceives:   10,
-		RetryBase:     time.Second,
-		RetryMax:      time.Hour,
-		Concurrency:   max(4, 2*runtime.NumCPU()),
-		IdleTimeout:   time.Minute,
-		DrainTimeout:  25 * time.Second,
-		MaxWorkers:    4,
-		ScaleInterval: time.Second,
-		StopTimeout:   30 * time.Second,
+		Profile:        ProfileLocal,
+		DataDir:        ".data",
+		LogLevel:       "info",
+		HTTPAddr:       "127.0.0.1:8080",
+		WorkerAddr:     "127.0.0.1:0",
+		ReaperAddr:     "127.0.0.1:8082",
+		JobTypes:       BuiltinTypes,
+		MaxPayload:     job.DefaultLimits.MaxPayload,
+		InlineLimit:    8 << 10,
+		MaxAttempts:    job.DefaultLimits.DefaultMaxAttempts,
+		DurationCap:    4 * time.Hour,
+		Heartbeat:      10 * time.Second,
+		Lease:          30 * time.Second,
+		Sweep:          5 * time.Second,
+		ResendAfter:    job.DefaultPolicy.ResendAfter,
+		Retention:      job.DefaultPolicy.Retention,
+		MaxReceives:    10,
+		RetryBase:      time.Second,
+		RetryMax:       time.Hour,
+		Concurrency:    max(4, 2*runtime.NumCPU()),
+		IdleTimeout:    time.Minute,
+		DrainTimeout:   25 * time.Second,
+		MaxWorkers:     4,
+		ScaleInterval:  time.Second,
+		StopTimeout:    30 * time.Second,
+		ResourcePrefix: "jobfleet",
 	}
 }
 
@@ -180,6 +210,31 @@ func Load(getenv func(string) string) (Config, error) {
 	dur("JOBFLEET_SCALE_INTERVAL", &c.ScaleInterval)
 	list("JOBFLEET_WORKER_COMMAND", &c.WorkerCommand, " ")
 	dur("JOBFLEET_STOP_TIMEOUT", &c.StopTimeout)
+	str("JOBFLEET_FLEET", &c.Fleet)
+	str("JOBFLEET_RESOURCE_PREFIX", &c.ResourcePrefix)
+	str("JOBFLEET_TABLE", &c.Table)
+	str("JOBFLEET_WORK_QUEUE", &c.WorkQueue)
+	str("JOBFLEET_WORK_DLQ", &c.WorkDLQ)
+	str("JOBFLEET_INGRESS_QUEUE", &c.IngressQueue)
+	str("JOBFLEET_INGRESS_DLQ", &c.IngressDLQ)
+	str("JOBFLEET_EVENTS_QUEUE", &c.EventsQueue)
+	str("JOBFLEET_EVENTS_DLQ", &c.EventsDLQ)
+	str("JOBFLEET_BUCKET", &c.Bucket)
+	str("JOBFLEET_BLOB_PREFIX", &c.BlobPrefix)
+	str("JOBFLEET_ECS_CLUSTER", &c.ECSCluster)
+	str("JOBFLEET_ECS_TASK_DEFINITION", &c.ECSTaskDefinition)
+	list("JOBFLEET_ECS_SUBNETS", &c.ECSSubnets, ",")
+	list("JOBFLEET_ECS_SECURITY_GROUPS", &c.ECSSecurityGroups, ",")
+	if v := strings.TrimSpace(getenv("JOBFLEET_ECS_ASSIGN_PUBLIC_IP")); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("JOBFLEET_ECS_ASSIGN_PUBLIC_IP=%q: want true or false", v))
+		}
+		c.ECSAssignPublicIP = b
+	}
+	list("JOBFLEET_ECS_CAPACITY_PROVIDERS", &c.ECSCapacityProviders, ",")
+	str("JOBFLEET_ECS_CONTAINER", &c.ECSContainer)
+	c.resolveNames()
 	if !visibilitySet {
 		c.Visibility = c.Lease + c.Heartbeat
 	}
@@ -187,6 +242,33 @@ func Load(getenv func(string) string) (Config, error) {
 		return c, errors.Join(errs...)
 	}
 	return c, c.Validate()
+}
+
+// resolveNames fills resource names left empty from the prefix.
+func (c *Config) resolveNames() {
+	if c.Fleet == "" {
+		c.Fleet = FleetLocal
+		if c.Profile == ProfileAWS {
+			c.Fleet = FleetECS
+		}
+	}
+	p := c.ResourcePrefix
+	or := func(dst *string, v string) {
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	or(&c.Table, p+"-jobs")
+	or(&c.WorkQueue, p+"-work")
+	or(&c.WorkDLQ, c.WorkQueue+"-dlq")
+	or(&c.IngressQueue, p+"-ingress")
+	or(&c.IngressDLQ, c.IngressQueue+"-dlq")
+	or(&c.EventsQueue, p+"-events")
+	or(&c.EventsDLQ, c.EventsQueue+"-dlq")
+	or(&c.Bucket, p+"-artifacts")
+	or(&c.ECSCluster, p)
+	or(&c.ECSTaskDefinition, p+"-worker")
+	or(&c.ECSContainer, "worker")
 }
 
 // parseSize reads an integer with an optional KiB/MiB suffix.
@@ -297,10 +379,31 @@ func (c Config) Validate() error {
 	if c.StopTimeout <= 0 {
 		bad("JOBFLEET_STOP_TIMEOUT must be positive")
 	}
+	if c.Fleet != FleetLocal && c.Fleet != FleetECS {
+		bad("JOBFLEET_FLEET=%q: want %s or %s", c.Fleet, FleetLocal, FleetECS)
+	}
+	if c.Fleet == FleetECS && c.Profile != ProfileAWS {
+		bad("JOBFLEET_FLEET=ecs needs JOBFLEET_PROFILE=aws")
+	}
+	if c.Fleet == FleetECS && len(c.ECSSubnets) == 0 {
+		bad("JOBFLEET_ECS_SUBNETS is required for the ECS fleet (the subnets tasks run in)")
+	}
+	if c.ResourcePrefix == "" || !validName(c.ResourcePrefix) {
+		bad("JOBFLEET_RESOURCE_PREFIX=%q: want letters, digits, '-' or '_'", c.ResourcePrefix)
+	}
 	if c.DrainTimeout >= c.StopTimeout {
 		bad("JOBFLEET_DRAIN_TIMEOUT (%s) must be shorter than JOBFLEET_STOP_TIMEOUT (%s), so hand-back happens before SIGKILL", c.DrainTimeout, c.StopTimeout)
 	}
 	return errors.Join(errs...)
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return len(s) <= 40
 }
 
 // Policy returns the job protocol's durations from c.

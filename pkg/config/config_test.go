@@ -85,3 +85,31 @@ func TestLoopback(t *testing.T) {
 		require.Equal(t, want, config.Loopback(addr), addr)
 	}
 }
+
+func TestAWSResourceNames(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{
+		"JOBFLEET_PROFILE": "aws", "JOBFLEET_RESOURCE_PREFIX": "acme",
+		"JOBFLEET_WORK_QUEUE":  "https://sqs.eu-west-1.amazonaws.com/1/custom-work",
+		"JOBFLEET_WORK_DLQ":    "https://sqs.eu-west-1.amazonaws.com/1/custom-work-dlq",
+		"JOBFLEET_ECS_SUBNETS": "subnet-1,subnet-2", "JOBFLEET_ECS_ASSIGN_PUBLIC_IP": "true",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, "acme-jobs", c.Table)
+	require.Equal(t, "acme-ingress", c.IngressQueue)
+	require.Equal(t, "acme-ingress-dlq", c.IngressDLQ)
+	require.Equal(t, "acme-artifacts", c.Bucket)
+	require.Equal(t, "https://sqs.eu-west-1.amazonaws.com/1/custom-work", c.WorkQueue)
+	require.Equal(t, config.FleetECS, c.Fleet, "the aws profile's fleet is ECS unless told otherwise")
+	require.Equal(t, "acme", c.ECSCluster)
+	require.Equal(t, "acme-worker", c.ECSTaskDefinition)
+	require.True(t, c.ECSAssignPublicIP)
+
+	_, err = config.Load(env(map[string]string{"JOBFLEET_PROFILE": "aws"}))
+	require.ErrorContains(t, err, "JOBFLEET_ECS_SUBNETS is required")
+	c, err = config.Load(env(map[string]string{"JOBFLEET_PROFILE": "aws", "JOBFLEET_FLEET": "local"}))
+	require.NoError(t, err)
+	require.Equal(t, "jobfleet-work", c.WorkQueue)
+	_, err = config.Load(env(map[string]string{"JOBFLEET_FLEET": "ecs"}))
+	require.ErrorContains(t, err, "needs JOBFLEET_PROFILE=aws")
+}
