@@ -28,10 +28,13 @@ type ScalerOptions struct {
 	// Grace is how long a just-provisioned worker counts as active even
 	// when the fleet's listing does not show it yet (ECS listings are
 	// eventually consistent; default 2 min).
-	Grace   time.Duration
-	Clock   clock.Clock
-	Logger  *slog.Logger
-	Metrics *metrics.Metrics
+	Grace time.Duration
+	// OnDecision, when set, sees every check's decision (e.g. to publish
+	// it to CloudWatch); it must not block.
+	OnDecision func(Decision)
+	Clock      clock.Clock
+	Logger     *slog.Logger
+	Metrics    *metrics.Metrics
 }
 
 // Scaler provisions workers for the work queue's backlog:
@@ -160,8 +163,12 @@ func Desired(backlog int64, perWorker, minW, maxW int) int {
 }
 
 // Scale runs one scaling check.
-func (s *Scaler) Scale(ctx context.Context) (Decision, error) {
-	var d Decision
+func (s *Scaler) Scale(ctx context.Context) (d Decision, err error) {
+	defer func() {
+		if err == nil && s.o.OnDecision != nil {
+			s.o.OnDecision(d)
+		}
+	}()
 	depth, err := s.work.Depth(ctx)
 	if err != nil {
 		return d, err
