@@ -3,6 +3,7 @@
 #   make run     the whole system on this machine (embedded profile)
 #   make test    every module's tests with -race: conformance suites on the
 #                local adapters and on a moto server, the e2e suite
+#   make fuzz    fuzz every parser of outside input (FUZZTIME each, default 1m)
 #   make lint    gofmt check, go vet, staticcheck
 #   make build   the three service binaries into ./bin
 #   make tidy    go mod tidy in every module
@@ -23,7 +24,12 @@ TEST_FLAGS ?= -race -count=1 -timeout 15m
 DATA ?= $(CURDIR)/.data
 HTTP_ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build test lint tidy fmt clean run moto vet
+# Fuzz targets: package and function, one per parser of outside input.
+FUZZ_TARGETS := dispatcher:FuzzDecodeSubmission dispatcher:FuzzParseRange fleet:FuzzParseEvent \
+	blob:FuzzValidKey job:FuzzSubmission job:FuzzDecodeMessage config:FuzzLoad
+FUZZTIME ?= 1m
+
+.PHONY: all build test lint tidy fmt clean run moto vet fuzz
 
 all: build
 
@@ -50,6 +56,17 @@ test: moto
 	@for m in $(MODULES); do \
 	  echo "== test $${m#$(CURDIR)/}"; \
 	  (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || exit 1; \
+	done
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=2s
+
+# Seed corpora live in pkg/*/testdata/fuzz; `go test` replays them in every
+# run, and this target fuzzes beyond them (make fuzz FUZZTIME=10m for long
+# runs; new failures land in testdata/fuzz as regression inputs).
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== fuzz $$pkg $$fn ($(FUZZTIME))"; \
+	  (cd pkg && $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg >/dev/null) || \
+	    { echo "fuzz $$pkg $$fn failed: see pkg/$$pkg/testdata/fuzz/$$fn"; exit 1; }; \
 	done
 
 $(TOOLS)/staticcheck:
