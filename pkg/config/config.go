@@ -40,10 +40,11 @@ type Config struct {
 	DataDir  string // JOBFLEET_DATA_DIR: local profile state (default .data)
 	LogLevel string // JOBFLEET_LOG_LEVEL: debug, info (default), warn, error
 
-	HTTPAddr   string   // JOBFLEET_HTTP_ADDR: dispatcher API (default 127.0.0.1:8080)
-	APITokens  []string // JOBFLEET_API_TOKENS: comma-separated bearer tokens; required beyond loopback
-	WorkerAddr string   // JOBFLEET_WORKER_ADDR: worker /health and /metrics (default 127.0.0.1:0)
-	ReaperAddr string   // JOBFLEET_REAPER_ADDR: reaper /healthz and /metrics (default 127.0.0.1:8082)
+	HTTPAddr    string   // JOBFLEET_HTTP_ADDR: dispatcher API (default 127.0.0.1:8080)
+	APITokens   []string // JOBFLEET_API_TOKENS: comma-separated bearer tokens; required beyond loopback
+	MaxInFlight int      // JOBFLEET_MAX_IN_FLIGHT: /v1 requests served at once; more get 429 (default 256)
+	WorkerAddr  string   // JOBFLEET_WORKER_ADDR: worker /health and /metrics (default 127.0.0.1:0)
+	ReaperAddr  string   // JOBFLEET_REAPER_ADDR: reaper /healthz and /metrics (default 127.0.0.1:8082)
 
 	JobTypes    []string      // JOBFLEET_JOB_TYPES: types the dispatcher accepts (default the built-ins)
 	MaxPayload  int           // JOBFLEET_MAX_PAYLOAD: largest payload in bytes (default 10 MiB)
@@ -104,6 +105,7 @@ func Defaults() Config {
 		DataDir:        ".data",
 		LogLevel:       "info",
 		HTTPAddr:       "127.0.0.1:8080",
+		MaxInFlight:    256,
 		WorkerAddr:     "127.0.0.1:0",
 		ReaperAddr:     "127.0.0.1:8082",
 		JobTypes:       BuiltinTypes,
@@ -184,6 +186,7 @@ func Load(getenv func(string) string) (Config, error) {
 	str("JOBFLEET_LOG_LEVEL", &c.LogLevel)
 	str("JOBFLEET_HTTP_ADDR", &c.HTTPAddr)
 	list("JOBFLEET_API_TOKENS", &c.APITokens, ",")
+	num("JOBFLEET_MAX_IN_FLIGHT", &c.MaxInFlight)
 	str("JOBFLEET_WORKER_ADDR", &c.WorkerAddr)
 	str("JOBFLEET_REAPER_ADDR", &c.ReaperAddr)
 	list("JOBFLEET_JOB_TYPES", &c.JobTypes, ",")
@@ -321,6 +324,9 @@ func (c Config) Validate() error {
 		if !job.ValidType(t) {
 			bad("JOBFLEET_JOB_TYPES: %q is not a valid type name", t)
 		}
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > 100000 {
+		bad("JOBFLEET_MAX_IN_FLIGHT=%d: want 1..100000", c.MaxInFlight)
 	}
 	if c.MaxPayload < 1 {
 		bad("JOBFLEET_MAX_PAYLOAD must be positive")

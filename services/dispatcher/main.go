@@ -60,7 +60,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		Policy: cfg.Policy(), Limits: cfg.Limits(), Payloads: handlers.Validator(),
 		InlineLimit: cfg.InlineLimit, Logger: log, Metrics: m, OnEnqueue: scaler.Wake,
 	})
-	api := dispatcher.NewAPI(svc, &dispatcher.APIOptions{Tokens: cfg.APITokens, Logger: log})
+	api := dispatcher.NewAPI(svc, &dispatcher.APIOptions{Tokens: cfg.APITokens, MaxInFlight: cfg.MaxInFlight, Logger: log})
 	srv, err := daemon.Listen(cfg.HTTPAddr, api, dispatcher.NewServer(cfg.HTTPAddr, api))
 	if err != nil {
 		return err
