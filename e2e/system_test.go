@@ -110,14 +110,14 @@ func (p *proc) stop(d time.Duration) {
 
 // System is a running local-profile system.
 type System struct {
-	t       *testing.T
-	Dir     string
-	env     []string
-	URL     string
-	Client  *client.Client
-	Disp    *proc
-	Reaper  *proc
-	logDir  string
+	t      *testing.T
+	Dir    string
+	env    []string
+	URL    string
+	Client *client.Client
+	Disp   *proc
+	Reaper *proc
+	logDir string
 }
 
 // options tune a system; values are JOBFLEET_* variables.
