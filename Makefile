@@ -86,17 +86,16 @@ fmt:
 tidy:
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done
 
-# The whole system on this machine: the reaper in the background, the
-# dispatcher in the foreground (it starts and stops the workers). Ctrl-C
-# drains and stops everything.
+# The whole system on this machine (see scripts/run). make run PROFILE=aws
+# runs the same stack on the aws profile's adapters (DynamoDB, SQS, S3) with
+# local worker processes, against AWS_ENDPOINT_URL when it is set, else
+# against a moto server it starts on 127.0.0.1:$(MOTO_PORT); it bootstraps
+# the resources first.
+PROFILE ?= local
+MOTO_PORT ?= 4566
 run: build
-	@mkdir -p $(DATA)
-	@echo "jobfleet: API on http://$(HTTP_ADDR), data in $(DATA); Ctrl-C stops it"
-	@export JOBFLEET_DATA_DIR=$(DATA) JOBFLEET_HTTP_ADDR=$(HTTP_ADDR); \
-	$(BIN)/jobfleet-reaper & reaper=$$!; \
-	trap 'kill -TERM $$reaper 2>/dev/null; wait $$reaper 2>/dev/null' EXIT; \
-	trap 'true' INT TERM; \
-	$(BIN)/jobfleet-dispatcher || true
+	@if [ "$(PROFILE)" = aws ] && [ -z "$${AWS_ENDPOINT_URL+set}" ]; then $(MAKE) --no-print-directory moto; fi
+	@BIN=$(BIN) DATA=$(DATA) HTTP_ADDR=$(HTTP_ADDR) PROFILE=$(PROFILE) MOTO_PORT=$(MOTO_PORT) scripts/run
 
 clean:
 	rm -rf $(BIN)

@@ -2,17 +2,163 @@ package profile
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
+	"path"
+	"strings"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/jobfleet/jobfleet/pkg/awsconfig"
+	"github.com/jobfleet/jobfleet/pkg/blob/s3blob"
 	"github.com/jobfleet/jobfleet/pkg/config"
 	"github.com/jobfleet/jobfleet/pkg/fleet"
+	"github.com/jobfleet/jobfleet/pkg/fleet/ecsfleet"
+	"github.com/jobfleet/jobfleet/pkg/jobstore/dynamojobstore"
+	"github.com/jobfleet/jobfleet/pkg/metrics"
+	"github.com/jobfleet/jobfleet/pkg/queue"
+	"github.com/jobfleet/jobfleet/pkg/queue/sqsqueue"
 )
 
-func openAWS(ctx context.Context, cfg config.Config, log *slog.Logger) (*Backends, error) {
-	return nil, errors.New("the aws profile's adapters are not in this build yet")
+// Clients are the AWS SDK clients of the aws profile.
+type Clients struct {
+	Config   aws.Config
+	DynamoDB *dynamodb.Client
+	SQS      *sqs.Client
+	S3       *s3.Client
+	ECS      *ecs.Client
+}
+
+// NewClients returns the SDK clients for cfg, with what custom endpoints
+// need: S3 path-style addressing when AWS_ENDPOINT_URL (or an endpoint in
+// cfg) points at LocalStack or moto.
+func NewClients(cfg aws.Config) *Clients {
+	custom := cfg.BaseEndpoint != nil && *cfg.BaseEndpoint != ""
+	return &Clients{
+		Config:   cfg,
+		DynamoDB: dynamodb.NewFromConfig(cfg),
+		SQS:      sqs.NewFromConfig(cfg),
+		S3:       s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = custom }),
+		ECS:      ecs.NewFromConfig(cfg),
+	}
+}
+
+// pollWait is each SQS long-poll call's wait: a receiver stopping (SIGTERM,
+// idle exit) returns within it, and an idle receiver makes 12 requests a
+// minute with it (SQS's 20 s maximum would make 3, but stop slower).
+const pollWait = 5 * time.Second
+
+// AWSClients returns the backends' SDK clients (nil in the local profile).
+func (b *Backends) AWSClients() *Clients { return b.clients }
+
+func openAWS(ctx context.Context, cfg config.Config, m *metrics.Metrics) (*Backends, error) {
+	c, err := awsClients(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return OpenAWSWith(ctx, cfg, c)
+}
+
+func awsClients(ctx context.Context, m *metrics.Metrics) (*Clients, error) {
+	awsCfg, err := awsconfig.Load(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return NewClients(awsCfg), nil
+}
+
+// OpenAWSWith opens the aws profile's backends with the given clients (tests
+// pass clients pointed at a moto server).
+func OpenAWSWith(ctx context.Context, cfg config.Config, c *Clients) (_ *Backends, err error) {
+	b := &Backends{Profile: config.ProfileAWS, Resources: map[string]string{}, clients: c}
+	defer func() {
+		if err != nil {
+			_ = b.Close()
+		}
+	}()
+	if ep := c.Config.BaseEndpoint; ep != nil && *ep != "" {
+		b.Resources["endpoint"] = *ep
+	}
+	b.Resources["region"] = c.Config.Region
+	b.Store, err = dynamojobstore.Open(ctx, c.DynamoDB, cfg.Table, nil)
+	if err != nil {
+		return nil, fmt.Errorf("job table %s: %w", cfg.Table, err)
+	}
+	b.closers = append(b.closers, b.Store.Close)
+	b.Resources["store"] = "dynamodb:" + cfg.Table
+	for _, q := range []struct {
+		name string
+		dst  **queue.Queue
+	}{
+		{cfg.WorkQueue, &b.Work}, {cfg.WorkDLQ, &b.WorkDLQ},
+		{cfg.IngressQueue, &b.Ingress}, {cfg.IngressDLQ, &b.IngressDLQ},
+		{cfg.EventsQueue, &b.Events}, {cfg.EventsDLQ, &b.EventsDLQ},
+	} {
+		*q.dst, err = sqsqueue.Open(ctx, c.SQS, q.name, &sqsqueue.Options{PollWait: pollWait})
+		if err != nil {
+			return nil, fmt.Errorf("queue %s: %w", q.name, err)
+		}
+		b.closers = append(b.closers, (*q.dst).Close)
+	}
+	b.Resources["queues"] = "sqs:" + strings.Join([]string{cfg.WorkQueue, cfg.IngressQueue, cfg.EventsQueue}, ",")
+	b.Blob, err = s3blob.Open(ctx, c.S3, cfg.Bucket, &s3blob.Options{Prefix: cfg.BlobPrefix})
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	b.closers = append(b.closers, b.Blob.Close)
+	b.Resources["blob"] = "s3://" + cfg.Bucket + "/" + cfg.BlobPrefix
+	return b, nil
 }
 
 func openECSFleet(ctx context.Context, cfg config.Config, b *Backends, log *slog.Logger) (*fleet.Fleet, error) {
-	return nil, errors.New("the aws profile's ECS fleet is not in this build yet")
+	if b.clients == nil {
+		return nil, fmt.Errorf("the ECS fleet needs the aws profile")
+	}
+	f, err := ecsfleet.Open(ctx, b.clients.ECS, ecsfleet.Options{
+		Cluster:           cfg.ECSCluster,
+		TaskDefinition:    cfg.ECSTaskDefinition,
+		Subnets:           cfg.ECSSubnets,
+		SecurityGroups:    cfg.ECSSecurityGroups,
+		AssignPublicIP:    cfg.ECSAssignPublicIP,
+		CapacityProviders: cfg.ECSCapacityProviders,
+		ContainerName:     cfg.ECSContainer,
+		Env:               workerEnv(cfg),
+		Group:             "family:" + path.Base(strings.SplitN(cfg.ECSTaskDefinition, ":", 2)[0]),
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.Resources["fleet"] = fmt.Sprintf("ecs:%s/%s", cfg.ECSCluster, cfg.ECSTaskDefinition)
+	return f, nil
+}
+
+// workerEnv is what an ECS worker must agree on with the dispatcher: the
+// profile, its resources and the protocol's durations. The task definition
+// may set more (JOBFLEET_EXEC_ALLOW, JOBFLEET_CONCURRENCY, ...).
+func workerEnv(cfg config.Config) []string {
+	d := func(v time.Duration) string { return v.String() }
+	return []string{
+		"JOBFLEET_PROFILE=" + config.ProfileAWS,
+		"JOBFLEET_RESOURCE_PREFIX=" + cfg.ResourcePrefix,
+		"JOBFLEET_TABLE=" + cfg.Table,
+		"JOBFLEET_WORK_QUEUE=" + cfg.WorkQueue,
+		"JOBFLEET_WORK_DLQ=" + cfg.WorkDLQ,
+		"JOBFLEET_INGRESS_QUEUE=" + cfg.IngressQueue,
+		"JOBFLEET_INGRESS_DLQ=" + cfg.IngressDLQ,
+		"JOBFLEET_EVENTS_QUEUE=" + cfg.EventsQueue,
+		"JOBFLEET_EVENTS_DLQ=" + cfg.EventsDLQ,
+		"JOBFLEET_BUCKET=" + cfg.Bucket,
+		"JOBFLEET_BLOB_PREFIX=" + cfg.BlobPrefix,
+		"JOBFLEET_FLEET=" + config.FleetECS,
+		"JOBFLEET_HEARTBEAT=" + d(cfg.Heartbeat),
+		"JOBFLEET_LEASE=" + d(cfg.Lease),
+		"JOBFLEET_VISIBILITY=" + d(cfg.Visibility),
+		"JOBFLEET_INLINE_LIMIT=" + fmt.Sprint(cfg.InlineLimit),
+		"JOBFLEET_WORKER_ADDR=0.0.0.0:8081",
+	}
 }

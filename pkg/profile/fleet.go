@@ -17,11 +17,12 @@ import (
 // otherwise.
 const WorkerBinary = "jobfleet-worker"
 
-// OpenFleet opens the fleet the dispatcher's scaler provisions: local
-// worker processes (their state changes go to the events queue, as ECS's
-// would through EventBridge), or ECS tasks in the aws profile.
+// OpenFleet opens the fleet the dispatcher's scaler provisions
+// (JOBFLEET_FLEET): local worker processes — their state changes go to the
+// events queue, as ECS's would through EventBridge — in either profile, or
+// ECS tasks in the aws profile.
 func OpenFleet(ctx context.Context, cfg config.Config, b *Backends, log *slog.Logger) (*fleet.Fleet, error) {
-	if cfg.Profile == config.ProfileAWS {
+	if cfg.Fleet == config.FleetECS {
 		return openECSFleet(ctx, cfg, b, log)
 	}
 	cmd := cfg.WorkerCommand
@@ -35,10 +36,17 @@ func OpenFleet(ctx context.Context, cfg config.Config, b *Backends, log *slog.Lo
 	if _, err := os.Stat(cmd[0]); err != nil && filepath.IsAbs(cmd[0]) {
 		return nil, fmt.Errorf("local fleet: worker command %s: %w (set JOBFLEET_WORKER_COMMAND)", cmd[0], err)
 	}
-	path := filepath.Join(b.dataDir, "fleet.db")
+	dataDir := b.dataDir
+	if dataDir == "" { // a local fleet beside the aws profile's backends
+		var err error
+		if dataDir, err = filepath.Abs(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("local fleet: data dir %q: %w", cfg.DataDir, err)
+		}
+	}
+	path := filepath.Join(dataDir, "fleet.db")
 	f, err := procfleet.Open(ctx, path, &procfleet.Options{
 		Command:     cmd,
-		Env:         []string{"JOBFLEET_DATA_DIR=" + b.dataDir, "JOBFLEET_PROFILE=" + config.ProfileLocal},
+		Env:         []string{"JOBFLEET_DATA_DIR=" + dataDir, "JOBFLEET_PROFILE=" + cfg.Profile, "JOBFLEET_FLEET=" + config.FleetLocal},
 		Events:      b.Events,
 		MaxWorkers:  cfg.MaxWorkers,
 		StopTimeout: cfg.StopTimeout,

@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/config"
 	"github.com/jobfleet/jobfleet/pkg/jobstore"
 	"github.com/jobfleet/jobfleet/pkg/jobstore/sqlitejobstore"
+	"github.com/jobfleet/jobfleet/pkg/metrics"
 	"github.com/jobfleet/jobfleet/pkg/queue"
 	"github.com/jobfleet/jobfleet/pkg/queue/sqlitequeue"
 )
@@ -40,14 +40,15 @@ const (
 
 // Backends are a profile's open adapters.
 type Backends struct {
-	Profile string
-	Store   *jobstore.Store
+	Profile                                               string
+	Store                                                 *jobstore.Store
 	Work, WorkDLQ, Ingress, IngressDLQ, Events, EventsDLQ *queue.Queue
-	Blob    *blob.Bucket
+	Blob                                                  *blob.Bucket
 	// Resources names what each backend is, for the startup log.
 	Resources map[string]string
 
 	dataDir string
+	clients *Clients
 	closers []func() error
 }
 
@@ -72,13 +73,13 @@ func (b *Backends) LogAttrs() []any {
 	return attrs
 }
 
-// Open opens the backends of cfg's profile.
-func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Backends, error) {
+// Open opens the backends of cfg's profile. AWS requests are counted in m.
+func Open(ctx context.Context, cfg config.Config, m *metrics.Metrics) (*Backends, error) {
 	switch cfg.Profile {
 	case config.ProfileLocal:
 		return openLocal(ctx, cfg)
 	case config.ProfileAWS:
-		return openAWS(ctx, cfg, log)
+		return openAWS(ctx, cfg, m)
 	}
 	return nil, fmt.Errorf("unknown profile %q", cfg.Profile)
 }

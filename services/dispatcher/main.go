@@ -6,6 +6,11 @@
 //
 // On SIGTERM or SIGINT it drops readiness, finishes requests in flight,
 // stops scaling and stops the local workers it started (they drain).
+//
+// `jobfleet-dispatcher bootstrap` creates the profile's resources
+// (idempotently) and exits: in the aws profile the DynamoDB table, the SQS
+// queues with their dead-letter queues, and the S3 bucket, on the endpoint
+// the SDK is configured for (AWS_ENDPOINT_URL for LocalStack or moto).
 package main
 
 import (
@@ -23,16 +28,22 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Getenv); err != nil {
+	if err := run(context.Background(), os.Args, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "jobfleet-dispatcher:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, getenv func(string) string) error {
+func run(ctx context.Context, args []string, getenv func(string) string) error {
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
+	}
+	switch {
+	case len(args) == 2 && args[1] == "bootstrap":
+		return profile.Bootstrap(ctx, cfg, metrics.New(), daemon.Logger("bootstrap", cfg.LogLevel))
+	case len(args) > 1:
+		return fmt.Errorf("usage: %s [bootstrap]", args[0])
 	}
 	if err := dispatcher.CheckExposure(cfg.HTTPAddr, cfg.APITokens); err != nil {
 		return err
@@ -40,7 +51,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 	log := daemon.Logger("dispatcher", cfg.LogLevel)
 	soft, _, stop := daemon.Signals(ctx)
 	defer stop()
-	b, err := profile.Open(soft, cfg, log)
+	m := metrics.New()
+	b, err := profile.Open(soft, cfg, m)
 	if err != nil {
 		return err
 	}
@@ -51,7 +63,6 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	defer fl.Close()
 
-	m := metrics.New()
 	scaler := dispatcher.NewScaler(fl, b.Work, &dispatcher.ScalerOptions{
 		PerWorker: cfg.Concurrency, Min: cfg.MinWorkers, Max: cfg.MaxWorkers,
 		Interval: cfg.ScaleInterval, Logger: log, Metrics: m,

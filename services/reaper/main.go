@@ -34,12 +34,13 @@ func run(ctx context.Context, getenv func(string) string) error {
 	log := daemon.Logger("reaper", cfg.LogLevel)
 	soft, _, stop := daemon.Signals(ctx)
 	defer stop()
-	b, err := profile.Open(soft, cfg, log)
+	m := metrics.New()
+	b, err := profile.Open(soft, cfg, m)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	m := metrics.New()
+
 	r := reaper.New(b.Store, b.Work, &reaper.Options{
 		Policy:    cfg.Policy(),
 		Sweep:     cfg.Sweep,

@@ -48,12 +48,13 @@ func Run(ctx context.Context, getenv func(string) string, setup func(config.Conf
 	if err != nil {
 		return err
 	}
-	b, err := profile.Open(ctx, cfg, log)
+	m := metrics.New()
+	b, err := profile.Open(ctx, cfg, m)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	m := metrics.New()
+
 	w, err := worker.New(id, b.Store, b.Work, b.Blob, reg, &worker.Options{
 		DLQ:          b.WorkDLQ,
 		Policy:       cfg.Policy(),
