@@ -1,0 +1,748 @@
+// Package dynamojobstore is the aws profile's job store: a jobstore.Driver
+// over one DynamoDB table (default name DefaultTable), through
+// aws-sdk-go-v2. Create the table with CreateTable (or mirror
+// CreateTableInput in infrastructure code), then Open it.
+//
+// # Contract
+//
+// It implements the jobstore contract and passes jobstore/storetest (run
+// against a moto server in conformance_test.go):
+//
+//   - Every entry of a Create or Apply batch is its own DynamoDB call (a
+//     batch is not a transaction, and DynamoDB has no conditional batch
+//     outside transactions). Entries run concurrently, at most
+//     Options.Concurrency at once; entries that touch the same job (or, for
+//     Create, claim the same key) run one after another in batch order, so a
+//     later entry sees an earlier entry's write, as in sqlitejobstore.
+//   - Results are per entry. The call's own error means that no entry got
+//     an answer (context ended, table missing, throttled throughout, ...).
+//     When only some entries get no answer, those entries carry the error
+//     (errcode.Unavailable or errcode.Canceled) and the others their
+//     results. An entry without an answer may or may not have been written,
+//     as with any DynamoDB call whose response is lost; the conditions make
+//     retrying it safe.
+//   - A call that fails is not repeated here: the SDK's retryer has
+//     already retried what it retries (throttling, server errors). The
+//     two follow-up writes described under Writes (a wrong Change.Key, a
+//     broken key claim) are other writes, made on an answer.
+//
+// # Items
+//
+// One table, partition key pk (S), no sort key. A job is the item
+// pk = "job#<id>"; its attributes are native DynamoDB attributes named as in
+// the job's JSON (job.Field.String()): strings as S, counters as N, times as
+// N in Unix milliseconds (UTC), cancel_requested as BOOL, and payload,
+// progress and result as B holding the bytes exactly as given. Empty and zero
+// values are not stored (except status, rev, attempt, failures and
+// max_attempts, which are always present), so the sparse indexes stay
+// sparse. Besides the record: due_pk and list_pk (index keys, below), ttl
+// (epoch seconds of expires_at, rounded up: the table's TTL attribute) and
+// history, a map from attempt number to entry.
+//
+// A key claim is the item pk = "key#<key>" with holder (the job id) and
+// payload_hash. It exists exactly while its job is active. The item
+// pk = "meta#layout" records the table's Layout.
+//
+// # Writes
+//
+//   - Create, unkeyed: one PutItem with attribute_not_exists(pk) and
+//     ReturnValuesOnConditionCheckFailure=ALL_OLD (the holder's payload hash
+//     comes back without a read).
+//   - Create, keyed: one TransactWriteItems [Put key item, Put job item],
+//     both attribute_not_exists(pk) with ALL_OLD; the cancellation reasons
+//     say which was taken (the id wins when both are).
+//   - Apply: one UpdateItem. The patch becomes SET/REMOVE clauses (REMOVE
+//     for empty values), SET rev = rev + 1, and history.<attempt> upserts
+//     with REMOVE history.<attempt-MaxHistory>, which keeps the map bounded
+//     without a read and equals job.PutHistory whenever the history's
+//     attempts are consecutive, as they are for every history job.Policy
+//     writes. The job.Cond becomes the ConditionExpression
+//     status = :s AND attempt = :a [AND owner = :o]
+//     [AND (attribute_not_exists(lease_until) OR lease_until < :t)]
+//     [AND rev = :r]. ReturnValues=ALL_NEW gives the winner its record;
+//     ReturnValuesOnConditionCheckFailure=ALL_OLD gives a loser the record as
+//     found with no extra read (no record: errcode.NotFound).
+//   - A change that makes a job terminal is also conditional on the stored
+//     key being Change.Key (absent when Change.Key is ""). With a key it is
+//     one TransactWriteItems [Update job item, Delete key item with
+//     attribute_not_exists(pk) OR holder = :id], followed by a strongly
+//     consistent GetItem for the new record (a transaction returns no
+//     values; a terminal record cannot change any more). Its
+//     ClientRequestToken is derived from the change, so a repeated call of
+//     the same change within DynamoDB's 10-minute idempotency window,
+//     whether the SDK's retry or the caller's, applies it once and reports
+//     success. If the stored key differs from Change.Key while the rest of
+//     the condition holds, the change is retried once with the stored key,
+//     so a wrong Change.Key never leaves a claim behind (sqlitejobstore
+//     releases whatever key the record holds). If the key item names
+//     another holder (a broken claim), the job is updated alone and that
+//     claim is left to its holder.
+//
+// # Indexes
+//
+// Three sparse global secondary indexes, all KEYS_ONLY or nearly so, read
+// with Query (never Scan) and followed by a strongly consistent
+// BatchGetItem of the records, which are checked again (an index entry that
+// lags a write is dropped rather than returned):
+//
+//	due    due_pk = "<status>#<shard>" (HASH), due_at (RANGE)  KEYS_ONLY
+//	       only active jobs carry due_pk; Due queries the
+//	       Layout.DueShards partitions of a status and merges them by
+//	       due_at (ties by id).
+//	owned  owner (HASH), id (RANGE)                            KEYS_ONLY
+//	       owner is stored only when set; job.Policy clears it when a job
+//	       leaves RUNNING. Owned keeps RUNNING records only.
+//	list   list_pk = "jobs#<shard>" (HASH), id (RANGE)          INCLUDE type
+//	       written once, at create. List merges the Layout.ListShards
+//	       partitions newest first and filters by type in the query and by
+//	       status on the records.
+//
+// A job's shard is a hash of its id. The shards spread each index's writes
+// over several partition key values, because ids and due times grow
+// monotonically and one value would take every write; how many is the
+// table's Layout (DefaultLayout: 8 and 8), fixed at CreateTable.
+//
+// Write cost. DynamoDB bills one write unit per KB of the larger of the old
+// and new item, twice that inside a transaction, plus one unit per index
+// entry put or deleted (two when an entry's key changes). moto reports no
+// index capacity, so TestWriteCapacity computes these rules from the items
+// as stored (a no-op job's item is 320-460 bytes). For an unkeyed no-op
+// job:
+//
+//	create  3  table 1, due 1 (enter), list 1
+//	start   4  table 1, due 2 (key changes), owned 1 (enter)
+//	renew   3  table 1, due 2 (due_at changes)
+//	finish  3  table 1, due 1 (leave), owned 1 (leave)
+//
+// so create + start + finish is 10 write units, over the project's goal of
+// 3: the table alone takes 3 (one write each), and no index can be kept
+// without writing to it. The index writes were kept to the minimum the
+// queries allow: KEYS_ONLY projections (an update that changes no key
+// attribute, such as a note or a cancel request, writes no index), the list
+// index written once per job, and no status index (List filters status on
+// the records instead). A keyed job adds its key item and pays double for
+// the transactional create and finish: 16 units (create 6, finish 6,
+// counting the index writes of a transaction at the ordinary rate). Reads:
+// every Due and List call costs one Query per shard, Owned one Query per
+// page, plus strongly consistent reads of the records returned.
+//
+// List pages are bounded: a page examines at most max(limit+1, 1000)
+// records. When a status filter rejects them all before the page is full,
+// the page comes back short with Next set after the last record examined,
+// so a walk visits every job once and each call does bounded work.
+//
+// # Differences from sqlitejobstore (and from AWS)
+//
+//   - Due, Owned and List read global secondary indexes, which lag writes on
+//     AWS (moto updates them synchronously). They may miss a job written a
+//     moment ago; they never return a record that does not match, since the
+//     records are re-read and re-checked.
+//   - Times are stored to the millisecond (sqlitejobstore: nanoseconds). A
+//     lease condition compares whole milliseconds: a lease counts as expired
+//     when its millisecond is before the condition's, never early, at most
+//     1 ms late (as Due does in both adapters).
+//   - The record cap is DynamoDB's item size (attribute names plus values,
+//     MaxItemBytes); sqlitejobstore caps its JSON encoding at the same
+//     400 KiB, so near the limit the two may disagree by a few hundred bytes.
+//   - Changes to one job within a batch run in batch order; changes to
+//     different jobs run concurrently, so a batch has no single point in
+//     time (sqlitejobstore: one transaction).
+//   - A keyed create, or a terminal change of a keyed job, can fail with
+//     errcode.Unavailable when a concurrent transaction touches the same
+//     item: DynamoDB cancels it with TransactionConflict, which the SDK does
+//     not retry. Retry it; a conditional write cannot be applied twice.
+//     (On AWS this happens when several submissions race for one key; moto
+//     does not produce conflicts.) Repeating the
+//     same terminal change of a keyed job within 10 minutes reports success
+//     (ClientRequestToken), where sqlitejobstore reports the repeat as a lost
+//     condition.
+//   - Expired terminal records are deleted by DynamoDB's TTL, lazily (AWS:
+//     typically within days; moto: never); jobstore.Store hides them on read
+//     meanwhile. There is no Purge.
+//   - History entries are kept by attempt number; see Writes for when the
+//     trim differs from job.PutHistory (only for histories with gaps, which
+//     job.Policy never writes).
+//
+// Errors are mapped once, here: a failed condition is
+// errcode.FailedPrecondition with the record as found; a missing job
+// errcode.NotFound; a taken id or key errcode.AlreadyExists naming the
+// holder; an item over the size limit or a request DynamoDB refuses as
+// invalid (ValidationException) errcode.InvalidArgument; throttling
+// (ProvisionedThroughputExceeded, RequestLimitExceeded, ThrottlingException),
+// transaction conflicts and server errors errcode.Unavailable, after the
+// SDK's own retries; a missing table errcode.NotFound; an ended context
+// errcode.Canceled; use after Close errcode.Closed.
+package dynamojobstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/jobfleet/jobfleet/pkg/clock"
+	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/job"
+	"github.com/jobfleet/jobfleet/pkg/jobstore"
+)
+
+// DynamoDBAPI is the part of the DynamoDB client the driver uses;
+// *dynamodb.Client satisfies it.
+type DynamoDBAPI interface {
+	DescribeTable(context.Context, *dynamodb.DescribeTableInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	BatchGetItem(context.Context, *dynamodb.BatchGetItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
+}
+
+var _ DynamoDBAPI = (*dynamodb.Client)(nil)
+
+// Options configure Open. Nil options mean defaults.
+type Options struct {
+	// Clock is the Store's clock, for hiding records past their retention;
+	// default real time.
+	Clock clock.Clock
+	// Concurrency is how many DynamoDB calls one Create, Apply or query
+	// makes at once; default 16.
+	Concurrency int
+}
+
+// Open checks that the job table exists and returns a Store over it.
+func Open(ctx context.Context, client DynamoDBAPI, table string, opts *Options) (*jobstore.Store, error) {
+	d, err := OpenDriver(ctx, client, table, opts)
+	if err != nil {
+		return nil, err
+	}
+	var c clock.Clock
+	if opts != nil {
+		c = opts.Clock
+	}
+	return jobstore.New(d, &jobstore.Options{Clock: c}), nil
+}
+
+// Driver is the DynamoDB job store driver. Its methods are safe for
+// concurrent use. It does not own the client.
+type Driver struct {
+	client      DynamoDBAPI
+	table       string
+	layout      Layout
+	concurrency int
+	// listBudget bounds the records one List (or Owned) call examines: at
+	// most max(limit+1, listBudget).
+	listBudget int
+	closed     atomic.Bool
+}
+
+var _ jobstore.Driver = (*Driver)(nil)
+
+const defaultListBudget = 1000
+
+// OpenDriver checks that the job table exists, with the indexes the driver
+// queries, reads its Layout, and returns a driver for it: errcode.NotFound
+// when the table does not exist, errcode.FailedPrecondition when it lacks an
+// index. Most callers want Open.
+func OpenDriver(ctx context.Context, client DynamoDBAPI, table string, opts *Options) (*Driver, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	if client == nil || table == "" {
+		return nil, errcode.New(errcode.InvalidArgument, "open job store: a client and a table name are required")
+	}
+	out, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+	var notFound *types.ResourceNotFoundException
+	if errors.As(err, &notFound) {
+		return nil, errcode.Wrap(errcode.NotFound, err,
+			"open job store: table %q not found (create it with dynamojobstore.CreateTable or the infrastructure template)", table)
+	}
+	if err != nil {
+		return nil, mapErr(ctx, err, "open job store: describe table %q", table)
+	}
+	have := map[string]bool{}
+	if out.Table != nil {
+		for _, ix := range out.Table.GlobalSecondaryIndexes {
+			have[aws.ToString(ix.IndexName)] = true
+		}
+	}
+	for _, ix := range []string{IndexDue, IndexOwned, IndexList} {
+		if !have[ix] {
+			return nil, errcode.New(errcode.FailedPrecondition,
+				"open job store: table %q has no index %q (see dynamojobstore.CreateTableInput)", table, ix)
+		}
+	}
+	layout, err := readLayout(ctx, client, table)
+	if err != nil {
+		return nil, fmt.Errorf("open job store: %w", err)
+	}
+	conc := opts.Concurrency
+	if conc <= 0 {
+		conc = 16
+	}
+	return &Driver{client: client, table: table, layout: layout, concurrency: conc, listBudget: defaultListBudget}, nil
+}
+
+func (d *Driver) check() error {
+	if d.closed.Load() {
+		return errcode.New(errcode.Closed, "job store %s is closed", d.table)
+	}
+	return nil
+}
+
+// Close marks the driver closed: later calls fail with errcode.Closed.
+// Calls in flight finish. The client is the caller's.
+func (d *Driver) Close() error {
+	d.closed.Store(true)
+	return nil
+}
+
+// entry is the outcome of one entry of a batch: noAnswer is set when the
+// entry failed without an answer from DynamoDB about its item.
+type entry struct {
+	noAnswer error
+}
+
+// runBatch runs fn for entries 0..n-1, at most d.concurrency at once. An
+// entry starts after the entries listed in after[i] have finished.
+func (d *Driver) runBatch(n int, after [][]int, fn func(i int)) {
+	done := make([]chan struct{}, n)
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
+	sem := make(chan struct{}, d.concurrency)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			defer close(done[i])
+			for _, j := range after[i] {
+				<-done[j]
+			}
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			fn(i)
+		})
+	}
+	wg.Wait()
+}
+
+// dependencies returns, for each entry, the earlier entries that share one
+// of its conflict keys (an empty key conflicts with nothing).
+func dependencies(n int, keys func(i int) []string) [][]int {
+	last := map[string]int{}
+	after := make([][]int, n)
+	for i := range n {
+		for _, k := range keys(i) {
+			if k == "" {
+				continue
+			}
+			if j, ok := last[k]; ok && !slices.Contains(after[i], j) {
+				after[i] = append(after[i], j)
+			}
+			last[k] = i
+		}
+	}
+	return after
+}
+
+// callErr returns the call's error when no entry got an answer.
+func callErr(ctx context.Context, entries []entry) error {
+	for _, e := range entries {
+		if e.noAnswer == nil {
+			return nil
+		}
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return errcode.Wrap(errcode.Canceled, ctx.Err(), "job store batch")
+	}
+	return entries[0].noAnswer
+}
+
+// Create stores new jobs; see jobstore.Driver and the package doc.
+func (d *Driver) Create(ctx context.Context, jobs []*job.Job) ([]jobstore.CreateResult, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, errcode.Wrap(errcode.Canceled, err, "create jobs")
+	}
+	out := make([]jobstore.CreateResult, len(jobs))
+	entries := make([]entry, len(jobs))
+	after := dependencies(len(jobs), func(i int) []string {
+		keys := []string{"id:" + jobs[i].ID}
+		if jobs[i].Key != "" {
+			keys = append(keys, "key:"+jobs[i].Key)
+		}
+		return keys
+	})
+	d.runBatch(len(jobs), after, func(i int) {
+		out[i], entries[i].noAnswer = d.create(ctx, jobs[i])
+	})
+	if err := callErr(ctx, entries); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// create stores one job. The error is set (and equal to the result's) when
+// DynamoDB gave no answer about the job.
+func (d *Driver) create(ctx context.Context, in *job.Job) (jobstore.CreateResult, error) {
+	j := in.Clone()
+	toUTC(j)
+	item := d.layout.encodeJob(j)
+	if size := itemSize(item); size > MaxItemBytes {
+		return jobstore.CreateResult{Err: errcode.New(errcode.InvalidArgument,
+			"create job %s: item is %d bytes; the limit is %d (keep large payloads and results in the blob store)",
+			j.ID, size, MaxItemBytes)}, nil
+	}
+	e := newExpr()
+	notExists := "attribute_not_exists(" + e.name(AttrPK) + ")"
+	if j.Key == "" {
+		_, err := d.client.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName:                           aws.String(d.table),
+			Item:                                item,
+			ConditionExpression:                 aws.String(notExists),
+			ExpressionAttributeNames:            e.names,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		})
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return idTaken(j, ccf.Item), nil
+		}
+		if err != nil {
+			err = mapErr(ctx, err, "create job %s", j.ID)
+			return jobstore.CreateResult{Err: err}, unanswered(err)
+		}
+		return jobstore.CreateResult{}, nil
+	}
+	claim := map[string]types.AttributeValue{
+		AttrPK:     s(keyPK(j.Key)),
+		AttrHolder: s(j.ID),
+	}
+	if j.PayloadHash != "" {
+		claim[AttrPayloadHash] = s(j.PayloadHash)
+	}
+	_, err := d.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+		TransactItems: []types.TransactWriteItem{
+			{Put: &types.Put{
+				TableName:                           aws.String(d.table),
+				Item:                                claim,
+				ConditionExpression:                 aws.String(notExists),
+				ExpressionAttributeNames:            e.names,
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}},
+			{Put: &types.Put{
+				TableName:                           aws.String(d.table),
+				Item:                                item,
+				ConditionExpression:                 aws.String(notExists),
+				ExpressionAttributeNames:            e.names,
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}},
+		},
+	})
+	if err == nil {
+		return jobstore.CreateResult{}, nil
+	}
+	var canceled *types.TransactionCanceledException
+	if errors.As(err, &canceled) {
+		r := canceled.CancellationReasons
+		switch {
+		case reasonCode(r, 1) == reasonCondition: // the id wins
+			return idTaken(j, r[1].Item), nil
+		case reasonCode(r, 0) == reasonCondition:
+			dec := &decoder{item: r[0].Item}
+			holder, hash := dec.str(AttrHolder), dec.str(AttrPayloadHash)
+			if dec.err != nil || holder == "" {
+				return jobstore.CreateResult{Err: errcode.New(errcode.Internal,
+					"create job %s: key %q is taken, by an unreadable claim %v", j.ID, j.Key, dec.err)}, nil
+			}
+			return jobstore.CreateResult{
+				Err:               errcode.New(errcode.AlreadyExists, "create job %s: key %q is held by job %s", j.ID, j.Key, holder),
+				Holder:            holder,
+				HolderPayloadHash: hash,
+			}, nil
+		}
+	}
+	err = mapErr(ctx, err, "create job %s", j.ID)
+	return jobstore.CreateResult{Err: err}, unanswered(err)
+}
+
+// unanswered returns err when it says that DynamoDB gave no answer about
+// the item (the call did not get through, was throttled, or ended with its
+// context), and nil when err is an answer: the request was refused as
+// invalid, or a condition decided it.
+func unanswered(err error) error {
+	switch errcode.Of(err) {
+	case errcode.InvalidArgument, errcode.FailedPrecondition, errcode.AlreadyExists, errcode.Internal:
+		return nil
+	}
+	return err
+}
+
+func idTaken(j *job.Job, old map[string]types.AttributeValue) jobstore.CreateResult {
+	dec := &decoder{item: old}
+	return jobstore.CreateResult{
+		Err:               errcode.New(errcode.AlreadyExists, "create job %s: id exists", j.ID),
+		Holder:            j.ID,
+		HolderPayloadHash: dec.str(AttrPayloadHash),
+	}
+}
+
+// Get returns the job with id, read strongly consistently; see
+// jobstore.Driver.
+func (d *Driver) Get(ctx context.Context, id string) (*job.Job, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	j, err := d.getItem(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if j == nil {
+		return nil, errcode.New(errcode.NotFound, "job %s not found", id)
+	}
+	return j, nil
+}
+
+// getItem reads one job; nil when it does not exist.
+func (d *Driver) getItem(ctx context.Context, id string) (*job.Job, error) {
+	out, err := d.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(d.table),
+		Key:            map[string]types.AttributeValue{AttrPK: s(jobPK(id))},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, mapErr(ctx, err, "get job %s", id)
+	}
+	if len(out.Item) == 0 {
+		return nil, nil
+	}
+	return decodeJob(out.Item)
+}
+
+// Apply performs changes, each one conditional write; see jobstore.Driver
+// and the package doc.
+func (d *Driver) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, errcode.Wrap(errcode.Canceled, err, "apply changes")
+	}
+	out := make([]jobstore.ChangeResult, len(changes))
+	entries := make([]entry, len(changes))
+	after := dependencies(len(changes), func(i int) []string { return []string{changes[i].ID} })
+	d.runBatch(len(changes), after, func(i int) {
+		out[i], entries[i].noAnswer = d.apply(ctx, changes[i])
+	})
+	if err := callErr(ctx, entries); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// apply performs one change. The error is set (and equal to the result's)
+// when DynamoDB gave no answer about the job.
+func (d *Driver) apply(ctx context.Context, c job.Change) (jobstore.ChangeResult, error) {
+	res, storedKey, err := d.applyWithKey(ctx, c, c.Key)
+	if storedKey != nil {
+		// Everything but the key held: the change names the wrong key.
+		// Redo it with the stored one, once; if that loses too, it lost.
+		res, _, err = d.applyWithKey(ctx, c, *storedKey)
+	}
+	return res, err
+}
+
+// applyWithKey performs c, guarding a terminal change on the stored key
+// being key. storedKey is set when the change lost only on that guard.
+func (d *Driver) applyWithKey(ctx context.Context, c job.Change, key string) (res jobstore.ChangeResult, storedKey *string, err error) {
+	u := d.layout.buildUpdate(c, key)
+	if size := patchSize(u); size > MaxItemBytes {
+		return jobstore.ChangeResult{Err: errcode.New(errcode.InvalidArgument,
+			"%s job %s: the change writes %d bytes; the item limit is %d (keep large progress and results in the blob store)",
+			c.Event, c.ID, size, MaxItemBytes)}, nil, nil
+	}
+	if !c.To().Terminal() || key == "" {
+		return d.updateItem(ctx, c, key, u)
+	}
+	e := u.e
+	_, err = d.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+		ClientRequestToken: aws.String(requestToken(d.table, c.ID, key, u)),
+		TransactItems: []types.TransactWriteItem{
+			{Update: &types.Update{
+				TableName:                           aws.String(d.table),
+				Key:                                 map[string]types.AttributeValue{AttrPK: s(jobPK(c.ID))},
+				UpdateExpression:                    aws.String(u.update),
+				ConditionExpression:                 aws.String(u.condition),
+				ExpressionAttributeNames:            e.namesOrNil(),
+				ExpressionAttributeValues:           e.valuesOrNil(),
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}},
+			{Delete: &types.Delete{
+				TableName:                           aws.String(d.table),
+				Key:                                 map[string]types.AttributeValue{AttrPK: s(keyPK(key))},
+				ConditionExpression:                 aws.String("attribute_not_exists(#pk) OR #holder = :holder"),
+				ExpressionAttributeNames:            map[string]string{"#pk": AttrPK, "#holder": AttrHolder},
+				ExpressionAttributeValues:           map[string]types.AttributeValue{":holder": s(c.ID)},
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}},
+		},
+	})
+	if err == nil {
+		// A transaction returns no values; read the record it wrote. A
+		// terminal record cannot change any more.
+		j, err := d.getItem(ctx, c.ID)
+		switch {
+		case err != nil:
+			return jobstore.ChangeResult{Err: fmt.Errorf("%s job %s: written; read back: %w", c.Event, c.ID, err)}, nil, nil
+		case j == nil:
+			return jobstore.ChangeResult{Err: errcode.New(errcode.Internal, "%s job %s: written, then not found", c.Event, c.ID)}, nil, nil
+		}
+		return jobstore.ChangeResult{Job: j}, nil, nil
+	}
+	var canceled *types.TransactionCanceledException
+	if errors.As(err, &canceled) {
+		r := canceled.CancellationReasons
+		switch {
+		case reasonCode(r, 0) == reasonCondition:
+			res, storedKey := lost(c, key, r[0].Item)
+			return res, storedKey, nil
+		case reasonCode(r, 0) == reasonNone && reasonCode(r, 1) == reasonCondition:
+			// The claim names another job: this job's claim is gone
+			// already, and the other holder's is not this change's to
+			// release. Write the job alone.
+			return d.updateItem(ctx, c, key, u)
+		}
+	}
+	err = mapErr(ctx, err, "%s job %s", c.Event, c.ID)
+	return jobstore.ChangeResult{Err: err}, nil, unanswered(err)
+}
+
+// updateItem performs c as one conditional UpdateItem.
+func (d *Driver) updateItem(ctx context.Context, c job.Change, key string, u update) (jobstore.ChangeResult, *string, error) {
+	out, err := d.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           aws.String(d.table),
+		Key:                                 map[string]types.AttributeValue{AttrPK: s(jobPK(c.ID))},
+		UpdateExpression:                    aws.String(u.update),
+		ConditionExpression:                 aws.String(u.condition),
+		ExpressionAttributeNames:            u.e.namesOrNil(),
+		ExpressionAttributeValues:           u.e.valuesOrNil(),
+		ReturnValues:                        types.ReturnValueAllNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		res, storedKey := lost(c, key, ccf.Item)
+		return res, storedKey, nil
+	}
+	if err != nil {
+		err = mapErr(ctx, err, "%s job %s", c.Event, c.ID)
+		return jobstore.ChangeResult{Err: err}, nil, unanswered(err)
+	}
+	j, err := decodeJob(out.Attributes)
+	if err != nil {
+		return jobstore.ChangeResult{Err: fmt.Errorf("%s job %s: written; %w", c.Event, c.ID, err)}, nil, nil
+	}
+	return jobstore.ChangeResult{Job: j}, nil, nil
+}
+
+// lost is the result of a change whose condition failed on the item old
+// (ALL_OLD; empty when the job does not exist): FailedPrecondition with the
+// record as found. storedKey is also set when only the key guard failed.
+func lost(c job.Change, key string, old map[string]types.AttributeValue) (jobstore.ChangeResult, *string) {
+	if len(old) == 0 {
+		return jobstore.ChangeResult{Err: errcode.New(errcode.NotFound, "%s job %s: not found", c.Event, c.ID)}, nil
+	}
+	j, err := decodeJob(old)
+	if err != nil {
+		return jobstore.ChangeResult{Err: fmt.Errorf("%s job %s: %w", c.Event, c.ID, err)}, nil
+	}
+	want := condExtra(c.If)
+	if c.To().Terminal() {
+		want += fmt.Sprintf(" key %q", key)
+	}
+	res := jobstore.ChangeResult{Job: j, Err: errcode.New(errcode.FailedPrecondition,
+		"%s job %s: condition failed: want status %s attempt %d%s, found status %s attempt %d owner %q rev %d key %q",
+		c.Event, c.ID, c.If.Status, c.If.Attempt, want, j.Status, j.Attempt, j.Owner, j.Rev, j.Key)}
+	if c.To().Terminal() && j.Key != key && condHolds(c.If, j) {
+		return res, &j.Key
+	}
+	return res, nil
+}
+
+func condExtra(c job.Cond) string {
+	var s string
+	if c.Owner != "" {
+		s += fmt.Sprintf(" owner %q", c.Owner)
+	}
+	if !c.LeaseExpiredBefore.IsZero() {
+		s += fmt.Sprintf(" lease expired before %d ms", millis(c.LeaseExpiredBefore))
+	}
+	if c.Rev != 0 {
+		s += fmt.Sprintf(" rev %d", c.Rev)
+	}
+	return s
+}
+
+// requestToken is the ClientRequestToken of the transaction that performs
+// the change of job id with key as u: a hash of everything the transaction
+// writes and checks, so that the same change gets the same token (an
+// idempotent repeat) and any other change another one.
+func requestToken(table, id, key string, u update) string {
+	h := sha256.New()
+	field := func(v string) {
+		fmt.Fprintf(h, "%d:%s;", len(v), v)
+	}
+	field(table)
+	field(id)
+	field(key)
+	field(u.update)
+	field(u.condition)
+	for _, p := range slices.Sorted(maps.Keys(u.e.names)) {
+		field(p)
+		field(u.e.names[p])
+	}
+	for _, p := range slices.Sorted(maps.Keys(u.e.values)) {
+		field(p)
+		hashValue(h, u.e.values[p])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// hashValue writes an unambiguous encoding of v to w.
+func hashValue(w io.Writer, v types.AttributeValue) {
+	field := func(tag, v string) { fmt.Fprintf(w, "%s%d:%s;", tag, len(v), v) }
+	switch v := v.(type) {
+	case *types.AttributeValueMemberS:
+		field("S", v.Value)
+	case *types.AttributeValueMemberN:
+		field("N", v.Value)
+	case *types.AttributeValueMemberB:
+		field("B", string(v.Value))
+	case *types.AttributeValueMemberBOOL:
+		field("BOOL", strconv.FormatBool(v.Value))
+	case *types.AttributeValueMemberM:
+		fmt.Fprintf(w, "M%d{", len(v.Value))
+		for _, k := range slices.Sorted(maps.Keys(v.Value)) {
+			field("K", k)
+			hashValue(w, v.Value[k])
+		}
+		fmt.Fprint(w, "}")
+	default:
+		field("?", fmt.Sprintf("%T %v", v, v))
+	}
+}

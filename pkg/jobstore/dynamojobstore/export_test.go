@@ -1,0 +1,8 @@
+package dynamojobstore
+
+// For the conformance test (package dynamojobstore_test).
+var (
+	NewTestClient = newTestClient
+	NewTestTable  = newTestTable
+	IsMoto        = isMoto
+)
