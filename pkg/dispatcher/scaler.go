@@ -29,6 +29,9 @@ type ScalerOptions struct {
 	// when the fleet's listing does not show it yet (ECS listings are
 	// eventually consistent; default 2 min).
 	Grace time.Duration
+	// Elector, when set, makes this scaler provision only while it leads
+	// (one active scaler across dispatcher replicas).
+	Elector *Elector
 	// OnDecision, when set, sees every check's decision (e.g. to publish
 	// it to CloudWatch); it must not block.
 	OnDecision func(Decision)
@@ -125,6 +128,14 @@ func (s *Scaler) Stop() {
 			s.cancel()
 		}
 		s.wg.Wait()
+		if s.o.Elector != nil {
+			// Bounded: a lost release only delays the next leader by the TTL.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.o.Elector.Resign(ctx); err != nil {
+				s.log.Warn("resign the scaler lease", "err", err)
+			}
+		}
 	})
 }
 
@@ -153,6 +164,7 @@ type Decision struct {
 	Provisioned int
 	Failed      int
 	Reason      string // why provisioning failed, if it did
+	Follower    bool   // another replica's scaler leads; this one only watched
 }
 
 // Desired is the scaling rule: enough workers for the backlog at perWorker
@@ -219,6 +231,13 @@ func (s *Scaler) Scale(ctx context.Context) (d Decision, err error) {
 	need := d.Desired - d.Active
 	if need <= 0 || now.Before(retryAt) {
 		return d, nil
+	}
+	if s.o.Elector != nil {
+		lead, err := s.o.Elector.Leader(ctx)
+		if err != nil || !lead {
+			d.Follower = true
+			return d, err
+		}
 	}
 	p, err := s.fleet.Provision(ctx, need)
 	d.Provisioned = len(p.Workers)

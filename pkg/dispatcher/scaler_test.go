@@ -205,3 +205,32 @@ func TestScalerWakesOnNewWork(t *testing.T) {
 	s.Stop()
 	s.Stop()
 }
+
+// Two dispatcher replicas: only the one holding the store's lease
+// provisions; when it stops, the other takes over at once.
+func TestScalerElection(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ffA, ffB := &fakeFleet{}, &fakeFleet{}
+	opts := func(holder string) *dispatcher.ScalerOptions {
+		return &dispatcher.ScalerOptions{PerWorker: 1, Max: 10, Clock: e.clk, Metrics: e.m,
+			Elector: dispatcher.NewElector(e.store, "scaler", holder, 15*time.Second, e.clk)}
+	}
+	a := dispatcher.NewScaler(fleet.New(ffA), e.work, opts("a"))
+	b := dispatcher.NewScaler(fleet.New(ffB), e.work, opts("b"))
+	e.backlog(2)
+	da, err := a.Scale(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 2, da.Provisioned)
+	db, err := b.Scale(t.Context())
+	require.NoError(t, err)
+	require.True(t, db.Follower)
+	require.Empty(t, ffB.asked, "the follower does not provision")
+
+	a.Stop() // resigns
+	db, err = b.Scale(t.Context())
+	require.NoError(t, err)
+	require.False(t, db.Follower)
+	require.Equal(t, []int{2}, ffB.asked, "the other replica took over at once")
+	b.Stop()
+}

@@ -20,9 +20,12 @@ import (
 	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/config"
+	"github.com/jobfleet/jobfleet/pkg/cwmetrics"
 	"github.com/jobfleet/jobfleet/pkg/daemon"
 	"github.com/jobfleet/jobfleet/pkg/dispatcher"
+	"github.com/jobfleet/jobfleet/pkg/fleet"
 	"github.com/jobfleet/jobfleet/pkg/handlers"
+	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
 	"github.com/jobfleet/jobfleet/pkg/profile"
 )
@@ -63,10 +66,23 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	}
 	defer fl.Close()
 
-	scaler := dispatcher.NewScaler(fl, b.Work, &dispatcher.ScalerOptions{
+	host, _ := os.Hostname()
+	replica := fleet.LocalID(host, os.Getpid()) + "/" + job.NewID(time.Now())
+	scalerOpts := &dispatcher.ScalerOptions{
 		PerWorker: cfg.Concurrency, Min: cfg.MinWorkers, Max: cfg.MaxWorkers,
 		Interval: cfg.ScaleInterval, Logger: log, Metrics: m,
-	})
+		Elector: dispatcher.NewElector(b.Store, "scaler", replica, 0, nil),
+	}
+	if c := b.AWSClients(); c != nil {
+		// Backlog per worker to CloudWatch, for ECS service auto scaling.
+		pub := cwmetrics.New(cwmetrics.NewClient(c.Config), cfg.ResourcePrefix, 0, log)
+		pub.Start(soft)
+		defer pub.Stop()
+		scalerOpts.OnDecision = func(d dispatcher.Decision) {
+			pub.Observe(cwmetrics.Sample{Backlog: int(d.Backlog), Active: d.Active, Desired: d.Desired})
+		}
+	}
+	scaler := dispatcher.NewScaler(fl, b.Work, scalerOpts)
 	svc := dispatcher.NewService(b.Store, b.Work, b.Blob, &dispatcher.Options{
 		Policy: cfg.Policy(), Limits: cfg.Limits(), Payloads: handlers.Validator(),
 		InlineLimit: cfg.InlineLimit, Logger: log, Metrics: m, OnEnqueue: scaler.Wake,

@@ -27,6 +27,7 @@ type fakeClient struct {
 	tx       func(*dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error)
 	query    func(*dynamodb.QueryInput) (*dynamodb.QueryOutput, error)
 	batchGet func(*dynamodb.BatchGetItemInput) (*dynamodb.BatchGetItemOutput, error)
+	del      func(*dynamodb.DeleteItemInput) (*dynamodb.DeleteItemOutput, error)
 }
 
 var _ DynamoDBAPI = (*fakeClient)(nil)
@@ -71,6 +72,10 @@ func (f *fakeClient) Query(_ context.Context, in *dynamodb.QueryInput, _ ...func
 
 func (f *fakeClient) BatchGetItem(_ context.Context, in *dynamodb.BatchGetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
 	return call(f, f.batchGet, in)
+}
+
+func (f *fakeClient) DeleteItem(_ context.Context, in *dynamodb.DeleteItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	return call(f, f.del, in)
 }
 
 // inputs returns the recorded inputs of type I.

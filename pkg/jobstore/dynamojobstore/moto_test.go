@@ -159,6 +159,10 @@ func (c atomicWrites) PutItem(ctx context.Context, in *dynamodb.PutItemInput, op
 	return write(aws.ToString(in.TableName), c.Client.PutItem, ctx, in, opts)
 }
 
+func (c atomicWrites) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	return write(aws.ToString(in.TableName), c.Client.DeleteItem, ctx, in, opts)
+}
+
 func (c atomicWrites) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
 	return write(aws.ToString(in.TableName), c.Client.UpdateItem, ctx, in, opts)
 }

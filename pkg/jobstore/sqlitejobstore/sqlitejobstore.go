@@ -190,6 +190,11 @@ CREATE INDEX IF NOT EXISTS jobs_status_id ON jobs(status, id);
 CREATE INDEX IF NOT EXISTS jobs_type_id ON jobs(type, id);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_active_key ON jobs(key)
 	WHERE key IS NOT NULL AND status IN ` + activeStatuses + `;
+CREATE TABLE IF NOT EXISTS leases (
+	name     TEXT PRIMARY KEY,
+	holder   TEXT NOT NULL,
+	until_ms INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS jobs_expires ON jobs(expires_at)
 	WHERE expires_at IS NOT NULL AND status IN ` + terminalStatuses + `;
 `
@@ -537,6 +542,33 @@ func (d *Driver) Purge(ctx context.Context, now time.Time, limit int) (int, erro
 		return sqlitedb.MapErr(err, "purge jobs")
 	})
 	return int(n), err
+}
+
+var _ jobstore.Leaser = (*Driver)(nil)
+
+// AcquireLease implements jobstore.Leaser with one conditional upsert.
+func (d *Driver) AcquireLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error) {
+	var n int64
+	err := d.inWrite(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO leases(name, holder, until_ms) VALUES (?, ?, ?)
+			ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms
+			WHERE leases.until_ms <= ? OR leases.holder = excluded.holder`,
+			name, holder, until.UnixMilli(), now.UnixMilli())
+		if err != nil {
+			return sqlitedb.MapErr(err, "acquire lease %s", name)
+		}
+		n, err = res.RowsAffected()
+		return sqlitedb.MapErr(err, "acquire lease %s", name)
+	})
+	return n == 1, err
+}
+
+// ReleaseLease implements jobstore.Leaser.
+func (d *Driver) ReleaseLease(ctx context.Context, name, holder string) error {
+	return d.inWrite(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)
+		return sqlitedb.MapErr(err, "release lease %s", name)
+	})
 }
 
 // Close closes the database handle. Calls after Close fail with

@@ -126,6 +126,7 @@ var cases = []struct {
 	{"SecondHandle", testSecondHandle},
 	{"OddKeys", testOddKeys},
 	{"OddPayloads", testOddPayloads},
+	{"Leases", testLeases},
 }
 
 // base is the suite's time origin: in the future (records finished at base

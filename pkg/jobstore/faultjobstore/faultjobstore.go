@@ -1,0 +1,295 @@
+// Package faultjobstore wraps a jobstore.Driver to inject the failures a
+// real backend has: calls refused as unavailable (throttling, a network
+// blip), single entries of a batch refused while the rest go through, writes
+// that land but whose answer is lost (a timeout after the write: the caller
+// sees errcode.Unavailable and cannot tell), and slow calls. The simulation
+// (package sim) and chaos runs use it to check that the protocol keeps its
+// invariants when the store misbehaves in every way the contract allows.
+//
+// Which calls fail is drawn from a math/rand/v2 source: with a seeded source
+// and a single-threaded caller, a run is reproducible. Faults can be changed
+// at any time (SetFaults), e.g. turned off for a run's quiescent phase.
+//
+// The wrapper does not forward optional interfaces of the wrapped driver
+// (such as the Purge method of the local adapters).
+package faultjobstore
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/job"
+	"github.com/jobfleet/jobfleet/pkg/jobstore"
+)
+
+// Faults says how often each fault happens; each is a fraction in [0, 1].
+// The zero value injects nothing.
+type Faults struct {
+	// Unavailable: calls (any but Close) that fail with errcode.Unavailable
+	// before reaching the store; nothing is applied.
+	Unavailable float64
+	// EntryUnavailable: entries of a Create or Apply that fail alone with
+	// errcode.Unavailable and are not applied, while the others of the
+	// batch are (as with per-item throttling of batched writes).
+	EntryUnavailable float64
+	// Ambiguous: Create and Apply calls that are applied and then fail as a
+	// whole with errcode.Unavailable, so the caller cannot tell whether
+	// they landed.
+	Ambiguous float64
+	// Slow: calls that wait a random duration up to MaxLatency (through
+	// Options.Sleep) before they reach the store.
+	Slow       float64
+	MaxLatency time.Duration
+}
+
+// Stats counts the faults injected so far.
+type Stats struct {
+	Unavailable, EntryUnavailable, Ambiguous, Slow int
+}
+
+// Options configure Wrap. Nil options mean defaults.
+type Options struct {
+	// Faults are the initial faults (default none).
+	Faults Faults
+	// Rand decides which calls fail (default: randomly seeded).
+	Rand *rand.Rand
+	// Sleep waits d for a slow call; it may return early with ctx's error,
+	// which the call then returns. The default waits on a real timer; a
+	// simulation passes a function that advances its fake clock.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Driver is a jobstore.Driver that injects faults into the calls it passes
+// to the driver it wraps. It is safe for concurrent use (the draws are
+// serialized).
+type Driver struct {
+	d     jobstore.Driver
+	sleep func(ctx context.Context, d time.Duration) error
+
+	mu     sync.Mutex
+	rnd    *rand.Rand
+	faults Faults
+	stats  Stats
+}
+
+var _ jobstore.Driver = (*Driver)(nil)
+
+// Wrap returns a Driver injecting faults into calls to d.
+func Wrap(d jobstore.Driver, opts *Options) *Driver {
+	if opts == nil {
+		opts = &Options{}
+	}
+	fd := &Driver{d: d, sleep: opts.Sleep, rnd: opts.Rand, faults: opts.Faults}
+	if fd.rnd == nil {
+		fd.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	if fd.sleep == nil {
+		fd.sleep = sleep
+	}
+	return fd
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// SetFaults replaces the faults injected from now on.
+func (d *Driver) SetFaults(f Faults) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.faults = f
+}
+
+// Faults returns the faults being injected.
+func (d *Driver) Faults() Faults {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.faults
+}
+
+// Stats returns how many faults were injected so far.
+func (d *Driver) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
+}
+
+// Unwrap returns the wrapped driver.
+func (d *Driver) Unwrap() jobstore.Driver { return d.d }
+
+// chance draws whether a fault of probability p happens.
+func (d *Driver) chance(p float64) bool {
+	return p > 0 && d.rnd.Float64() < p
+}
+
+// plan is what happens to one call.
+type plan struct {
+	latency     time.Duration
+	unavailable bool
+	ambiguous   bool
+	failEntry   []bool // entries refused alone (writes only)
+}
+
+// draw decides the faults of a call with n entries (0 for reads).
+func (d *Driver) draw(write bool, n int) plan {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f := d.faults
+	var p plan
+	if d.chance(f.Slow) && f.MaxLatency > 0 {
+		p.latency = time.Duration(d.rnd.Int64N(int64(f.MaxLatency))) + 1
+		d.stats.Slow++
+	}
+	if d.chance(f.Unavailable) {
+		p.unavailable = true
+		d.stats.Unavailable++
+		return p
+	}
+	if !write {
+		return p
+	}
+	if f.EntryUnavailable > 0 {
+		for i := range n {
+			if d.chance(f.EntryUnavailable) {
+				if p.failEntry == nil {
+					p.failEntry = make([]bool, n)
+				}
+				p.failEntry[i] = true
+				d.stats.EntryUnavailable++
+			}
+		}
+	}
+	if d.chance(f.Ambiguous) {
+		p.ambiguous = true
+		d.stats.Ambiguous++
+	}
+	return p
+}
+
+// before waits out a slow call and refuses an unavailable one.
+func (d *Driver) before(ctx context.Context, p plan, op string) error {
+	if p.latency > 0 {
+		if err := d.sleep(ctx, p.latency); err != nil {
+			return err
+		}
+	}
+	if p.unavailable {
+		return errcode.New(errcode.Unavailable, "%s: job store unavailable (injected)", op)
+	}
+	return nil
+}
+
+func ambiguous(op string) error {
+	return errcode.New(errcode.Unavailable, "%s: no answer from the job store; the write may have been applied (injected)", op)
+}
+
+func entryUnavailable(op, id string) error {
+	return errcode.New(errcode.Unavailable, "%s job %s: throttled (injected)", op, id)
+}
+
+// Create passes jobs to the wrapped driver, with faults.
+func (d *Driver) Create(ctx context.Context, jobs []*job.Job) ([]jobstore.CreateResult, error) {
+	p := d.draw(true, len(jobs))
+	if err := d.before(ctx, p, "create jobs"); err != nil {
+		return nil, err
+	}
+	out := make([]jobstore.CreateResult, len(jobs))
+	var idx []int
+	var pass []*job.Job
+	for i, j := range jobs {
+		if p.failEntry != nil && p.failEntry[i] {
+			out[i].Err = entryUnavailable("create", j.ID)
+			continue
+		}
+		idx, pass = append(idx, i), append(pass, j)
+	}
+	if len(pass) > 0 {
+		res, err := d.d.Create(ctx, pass)
+		if err != nil {
+			return nil, err
+		}
+		for k, r := range res {
+			out[idx[k]] = r
+		}
+	}
+	if p.ambiguous {
+		return nil, ambiguous("create jobs")
+	}
+	return out, nil
+}
+
+// Apply passes changes to the wrapped driver, with faults.
+func (d *Driver) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
+	p := d.draw(true, len(changes))
+	if err := d.before(ctx, p, "apply changes"); err != nil {
+		return nil, err
+	}
+	out := make([]jobstore.ChangeResult, len(changes))
+	var idx []int
+	var pass []job.Change
+	for i, c := range changes {
+		if p.failEntry != nil && p.failEntry[i] {
+			out[i].Err = entryUnavailable(string(c.Event), c.ID)
+			continue
+		}
+		idx, pass = append(idx, i), append(pass, c)
+	}
+	if len(pass) > 0 {
+		res, err := d.d.Apply(ctx, pass)
+		if err != nil {
+			return nil, err
+		}
+		for k, r := range res {
+			out[idx[k]] = r
+		}
+	}
+	if p.ambiguous {
+		return nil, ambiguous("apply changes")
+	}
+	return out, nil
+}
+
+// Get passes the call to the wrapped driver, with faults.
+func (d *Driver) Get(ctx context.Context, id string) (*job.Job, error) {
+	if err := d.before(ctx, d.draw(false, 0), "get job "+id); err != nil {
+		return nil, err
+	}
+	return d.d.Get(ctx, id)
+}
+
+// Due passes the call to the wrapped driver, with faults.
+func (d *Driver) Due(ctx context.Context, status job.Status, before time.Time, limit int) ([]*job.Job, error) {
+	if err := d.before(ctx, d.draw(false, 0), "due jobs"); err != nil {
+		return nil, err
+	}
+	return d.d.Due(ctx, status, before, limit)
+}
+
+// Owned passes the call to the wrapped driver, with faults.
+func (d *Driver) Owned(ctx context.Context, owner string, limit int) ([]*job.Job, error) {
+	if err := d.before(ctx, d.draw(false, 0), "owned jobs"); err != nil {
+		return nil, err
+	}
+	return d.d.Owned(ctx, owner, limit)
+}
+
+// List passes the call to the wrapped driver, with faults.
+func (d *Driver) List(ctx context.Context, q jobstore.ListQuery) (jobstore.Page, error) {
+	if err := d.before(ctx, d.draw(false, 0), "list jobs"); err != nil {
+		return jobstore.Page{}, err
+	}
+	return d.d.List(ctx, q)
+}
+
+// Close closes the wrapped driver.
+func (d *Driver) Close() error { return d.d.Close() }
