@@ -44,6 +44,8 @@ type Metrics struct {
 	HTTPDuration      *prometheus.HistogramVec // route
 	SweepDuration     *prometheus.HistogramVec // sweep
 	Errors            *prometheus.CounterVec   // component, op
+	FleetTasks        *prometheus.GaugeVec     // last_status: workers by status, as fleet events report them
+	TaskStart         prometheus.Histogram     // fleet events: created → running
 	AWSRequests       *prometheus.CounterVec   // service, operation, outcome
 	AWSLatency        *prometheus.HistogramVec // service, operation
 }
@@ -99,6 +101,8 @@ func New() *Metrics {
 	m.HTTPDuration = hist("http_request_seconds", "HTTP request latency, by route.", prometheus.DefBuckets, "route")
 	m.SweepDuration = hist("sweep_seconds", "Reaper sweep duration, by sweep.", prometheus.DefBuckets, "sweep")
 	m.Errors = counter("errors_total", "Errors by component and operation (backend calls that failed).", "component", "op")
+	m.FleetTasks = gauge("fleet_tasks", "Workers by last status, as the fleet's state-change events report them (reaper).", "last_status")
+	m.TaskStart = hist("task_start_seconds", "Worker start latency from fleet events: created to running.", waitBuckets).WithLabelValues().(prometheus.Histogram)
 	m.AWSRequests = counter("aws_requests_total", "AWS request attempts, by service, operation and outcome (ok or the error code).", "service", "operation", "outcome")
 	m.AWSLatency = hist("aws_request_seconds", "AWS request attempt latency, by service and operation.", prometheus.DefBuckets, "service", "operation")
 	f(collectors.NewGoCollector())

@@ -103,11 +103,12 @@ func (r *Reaper) rejectEvent(ctx context.Context, m *queue.Message, why error) b
 // HandleEvent acts on one fleet event: when the worker has stopped, every
 // job it still owns is reclaimed now (a crash or OOM spends an attempt; an
 // interruption or scale-in does not). It returns how many jobs it settled.
-// Handling is idempotent, so duplicate events are harmless.
+// Duplicate and out-of-order events (by detail.version) are skipped; the
+// reclaim itself is idempotent too.
 func (r *Reaper) HandleEvent(ctx context.Context, e fleet.Event) (int, error) {
 	r.m.FleetEvents.WithLabelValues(e.LastStatus).Inc()
-	if !e.Stopped() {
-		return 0, nil
+	if !r.view.observe(e, r.o.Clock.Now()) || !e.Stopped() {
+		return 0, nil // a duplicate, an older event, or no stop
 	}
 	class := fleet.Classify(e)
 	r.m.FleetStops.WithLabelValues(string(class)).Inc()

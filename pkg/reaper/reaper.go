@@ -75,6 +75,8 @@ type Reaper struct {
 	log   *slog.Logger
 	m     *metrics.Metrics
 
+	view *fleetView
+
 	startOnce, stopOnce sync.Once
 	cancel              context.CancelFunc
 	wg                  sync.WaitGroup
@@ -105,7 +107,7 @@ func New(store *jobstore.Store, workQ *queue.Queue, opts *Options) *Reaper {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New()
 	}
-	return &Reaper{store: store, work: workQ, o: o, log: o.Logger, m: o.Metrics}
+	return &Reaper{store: store, work: workQ, o: o, log: o.Logger, m: o.Metrics, view: newFleetView(o.Metrics)}
 }
 
 // Start runs the sweep loop and the event consumer until Stop or ctx ends.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -407,4 +408,33 @@ func TestLoopsRunAndStop(t *testing.T) {
 	e.r.Stop()
 	e.r.Stop()
 	require.Error(t, e.r.Start(context.Background()), "no restart after Stop")
+}
+
+func TestFleetViewFromEvents(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	created := t0.Add(-3 * time.Second)
+	running := fleet.Event{WorkerID: "task/5", LastStatus: fleet.StatusRunning, DesiredStatus: fleet.StatusRunning,
+		CreatedAt: created, StartedAt: t0, Version: 2}
+	_, err := e.r.HandleEvent(ctx, fleet.Event{WorkerID: "task/5", LastStatus: fleet.StatusPending, DesiredStatus: fleet.StatusRunning, CreatedAt: created, Version: 1})
+	require.NoError(t, err)
+	_, err = e.r.HandleEvent(ctx, running)
+	require.NoError(t, err)
+	_, err = e.r.HandleEvent(ctx, running) // duplicate
+	require.NoError(t, err)
+	require.Equal(t, 1.0, testutil.ToFloat64(e.m.FleetTasks.WithLabelValues(fleet.StatusRunning)))
+	var h dto.Metric
+	require.NoError(t, e.m.TaskStart.Write(&h))
+	require.Equal(t, uint64(1), h.GetHistogram().GetSampleCount(), "one start, duplicates not counted")
+	require.Equal(t, 3.0, h.GetHistogram().GetSampleSum(), "created → running")
+
+	stopped := running
+	stopped.LastStatus, stopped.DesiredStatus, stopped.Version = fleet.StatusStopped, fleet.StatusStopped, 3
+	_, err = e.r.HandleEvent(ctx, stopped)
+	require.NoError(t, err)
+	_, err = e.r.HandleEvent(ctx, running) // late, older: ignored
+	require.NoError(t, err)
+	require.Equal(t, 0.0, testutil.ToFloat64(e.m.FleetTasks.WithLabelValues(fleet.StatusRunning)))
+	require.Equal(t, 1.0, testutil.ToFloat64(e.m.FleetTasks.WithLabelValues(fleet.StatusStopped)))
 }
