@@ -185,6 +185,7 @@ var submissionFields = map[string]string{
 	"timeout":      `a duration such as "90s" or a number of seconds`,
 	"delay":        `a duration such as "90s" or a number of seconds`,
 	"run_at":       `an RFC 3339 time such as "2030-01-02T15:04:05Z"`,
+	"start_within": `a duration such as "10m" or a number of seconds`,
 }
 
 // decodeSubmission reads one submission strictly: members are matched by
@@ -227,6 +228,8 @@ func decodeSubmission(b []byte, what string, allowRef bool) (job.Submission, *re
 			err = json.Unmarshal(raw, &s.Delay)
 		case "payload_ref":
 			err = json.Unmarshal(raw, &s.PayloadRef)
+		case "start_within":
+			err = json.Unmarshal(raw, &s.StartWithin)
 		case "run_at":
 			if string(raw) != "null" {
 				var t time.Time

@@ -11,6 +11,8 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/clock"
 	"github.com/jobfleet/jobfleet/pkg/errcode"
 	"github.com/jobfleet/jobfleet/pkg/fleet"
+	"github.com/jobfleet/jobfleet/pkg/job"
+	"github.com/jobfleet/jobfleet/pkg/jobstore"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
 	"github.com/jobfleet/jobfleet/pkg/queue"
 )
@@ -29,6 +31,12 @@ type ScalerOptions struct {
 	// when the fleet's listing does not show it yet (ECS listings are
 	// eventually consistent; default 2 min).
 	Grace time.Duration
+	// Store, when set, is where the scaler notes on queued jobs why they
+	// wait while provisioning keeps failing ("waiting for capacity: ...",
+	// in the job's detail), and clears the note once it succeeds. Policy
+	// builds those writes (default job.DefaultPolicy).
+	Store  *jobstore.Store
+	Policy job.Policy
 	// Elector, when set, makes this scaler provision only while it leads
 	// (one active scaler across dispatcher replicas).
 	Elector *Elector
@@ -85,6 +93,9 @@ func NewScaler(f *fleet.Fleet, work *queue.Queue, opts *ScalerOptions) *Scaler {
 	}
 	if o.Grace <= 0 {
 		o.Grace = 2 * time.Minute
+	}
+	if o.Policy.Lease == 0 {
+		o.Policy = job.DefaultPolicy
 	}
 	o.Clock = clock.Or(o.Clock)
 	if o.Logger == nil {
@@ -265,13 +276,46 @@ func (s *Scaler) Scale(ctx context.Context) (d Decision, err error) {
 		s.retryAt = now.Add(s.failBackoff)
 		s.lastFailure = d.Reason
 		s.log.Warn("provisioning fell short", "wanted", need, "started", d.Provisioned, "reason", d.Reason, "retry_in", s.failBackoff.String())
+		s.note(ctx, now, "waiting for capacity: "+d.Reason)
 	default:
+		if s.lastFailure != "" {
+			s.note(ctx, now, "")
+		}
 		s.failBackoff, s.lastFailure = 0, ""
 		if d.Provisioned > 0 {
 			s.log.Info("provisioned workers", "n", d.Provisioned, "backlog", d.Backlog, "active", d.Active, "desired", d.Desired)
 		}
 	}
 	return d, err
+}
+
+// noteBatch is how many queued jobs (the longest waiting) get the note.
+const noteBatch = 100
+
+// note sets detail on the longest-waiting queued jobs whose detail differs
+// ("" clears it). Best effort: a job that moved on meanwhile keeps its own
+// state (the write is conditional), and errors are only logged.
+func (s *Scaler) note(ctx context.Context, now time.Time, detail string) {
+	if s.o.Store == nil {
+		return
+	}
+	jobs, err := s.o.Store.Due(ctx, job.Queued, now.AddDate(100, 0, 0), noteBatch)
+	if err != nil {
+		s.log.Warn("note queued jobs", "err", err)
+		return
+	}
+	var changes []job.Change
+	for _, j := range jobs {
+		if j.Detail != detail {
+			changes = append(changes, s.o.Policy.Note(j, now, detail))
+		}
+	}
+	if len(changes) == 0 {
+		return
+	}
+	if _, err := s.o.Store.Apply(ctx, changes...); err != nil {
+		s.log.Warn("note queued jobs", "err", err)
+	}
 }
 
 // LastFailure returns why the last provisioning fell short ("" when it did

@@ -234,3 +234,29 @@ func TestScalerElection(t *testing.T) {
 	require.Equal(t, []int{2}, ffB.asked, "the other replica took over at once")
 	b.Stop()
 }
+
+// While provisioning fails, queued jobs say why; the note goes once workers
+// start.
+func TestScalerNotesQueuedJobs(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ff := &fakeFleet{failures: []fleet.Failure{{Count: 1, Reason: "RESOURCE:ENI", Retryable: true}}}
+	s := dispatcher.NewScaler(fleet.New(ff), e.work, &dispatcher.ScalerOptions{PerWorker: 1, Max: 10, Clock: e.clk, Metrics: e.m, Store: e.store})
+	v := e.submit(`{"type":"echo"}`)
+	_, err := s.Scale(t.Context())
+	require.NoError(t, err)
+	j, err := e.store.Get(t.Context(), v.ID)
+	require.NoError(t, err)
+	require.Equal(t, "waiting for capacity: RESOURCE:ENI", j.Detail)
+
+	ff.mu.Lock()
+	ff.failures = nil
+	ff.mu.Unlock()
+	e.clk.Advance(time.Minute)
+	d, err := s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, d.Provisioned)
+	j, err = e.store.Get(t.Context(), v.ID)
+	require.NoError(t, err)
+	require.Empty(t, j.Detail, "cleared once provisioning works")
+}

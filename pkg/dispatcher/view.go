@@ -30,6 +30,7 @@ type JobView struct {
 	LeaseUntil      time.Time       `json:"lease_until,omitzero"`
 	CancelRequested bool            `json:"cancel_requested"`
 	RunAt           time.Time       `json:"run_at,omitzero"`
+	StartBy         time.Time       `json:"start_by,omitzero"` // fails with a "provisioner:" error if not started by then
 	Detail          string          `json:"detail,omitempty"`
 	Progress        json.RawMessage `json:"progress,omitempty"`
 	Error           string          `json:"error,omitempty"`
@@ -71,6 +72,7 @@ func ViewOf(j *job.Job) *JobView {
 		LeaseUntil:      utc(j.LeaseUntil),
 		CancelRequested: j.CancelRequested,
 		RunAt:           utc(j.RunAt),
+		StartBy:         utc(j.StartBy),
 		Detail:          j.Detail,
 		Progress:        j.Progress,
 		Error:           j.Error,

@@ -338,6 +338,16 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
+// queuedDue is when the reaper must look at a QUEUED job next: its resend
+// deadline, or its start deadline when that comes first and it never
+// started.
+func queuedDue(resendAt time.Time, j *Job) time.Time {
+	if j.Attempt == 0 && !j.StartBy.IsZero() && j.StartBy.Before(resendAt) {
+		return j.StartBy
+	}
+	return resendAt
+}
+
 // queueAt returns the patch fields that (re)queue a job at now to run after
 // delay: QUEUED with a message delay when the queue can hold it, else
 // SCHEDULED for the reaper to promote.
@@ -575,7 +585,7 @@ func (p Policy) Promote(cur *Job, now time.Time) Change {
 	c.Set.Fields = FieldStatus | FieldResendAt | FieldResends | FieldDueAt | FieldUpdatedAt
 	c.Set.Values.Status = Queued
 	c.Set.Values.ResendAt = p.resendAt(now, cur.RunAt, 0)
-	c.Set.Values.DueAt = c.Set.Values.ResendAt
+	c.Set.Values.DueAt = queuedDue(c.Set.Values.ResendAt, cur)
 	c.Set.Values.UpdatedAt = now
 	return c
 }
@@ -588,7 +598,7 @@ func (p Policy) Resend(cur *Job, now time.Time) Change {
 	c.Set.Fields = FieldResendAt | FieldResends | FieldDueAt | FieldUpdatedAt
 	c.Set.Values.Resends = cur.Resends + 1
 	c.Set.Values.ResendAt = p.resendAt(now, cur.RunAt, cur.Resends+1)
-	c.Set.Values.DueAt = c.Set.Values.ResendAt
+	c.Set.Values.DueAt = queuedDue(c.Set.Values.ResendAt, cur)
 	c.Set.Values.UpdatedAt = now
 	return c
 }

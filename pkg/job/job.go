@@ -163,7 +163,10 @@ type Job struct {
 	ResendAt        time.Time `json:"resend_at,omitzero"`
 	Resends         int       `json:"resends,omitempty"`
 	DueAt           time.Time `json:"due_at,omitzero"`
-	Detail          string    `json:"detail,omitempty"` // why it is waiting, e.g. "waiting for capacity: ..."
+	// StartBy, when set, is when a job that never started fails (with a
+	// "provisioner:" error): the submission's start_within after run_at.
+	StartBy time.Time `json:"start_by,omitzero"`
+	Detail  string    `json:"detail,omitempty"` // why it is waiting, e.g. "waiting for capacity: ..."
 
 	Progress  json.RawMessage `json:"progress,omitempty"`
 	Result    json.RawMessage `json:"result,omitempty"`
@@ -213,6 +216,12 @@ func (j *Job) Deadline() time.Time {
 // LeaseExpired reports whether a running job's lease has run out at now.
 func LeaseExpired(j *Job, now time.Time) bool {
 	return j.Status == Running && j.LeaseUntil.Before(now)
+}
+
+// StartOverdue reports whether a job that never started has passed its
+// start deadline at now.
+func (j *Job) StartOverdue(now time.Time) bool {
+	return j.Status == Queued && j.Attempt == 0 && !j.StartBy.IsZero() && !now.Before(j.StartBy)
 }
 
 // AttemptsLeft reports whether another failure would still leave the job

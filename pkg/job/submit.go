@@ -24,6 +24,9 @@ type Submission struct {
 	Timeout     Duration        `json:"timeout,omitempty"`
 	Delay       Duration        `json:"delay,omitempty"`
 	RunAt       *time.Time      `json:"run_at,omitempty"`
+	// StartWithin fails the job with a "provisioner:" error if it has not
+	// started this long after it became runnable (say, no capacity).
+	StartWithin Duration `json:"start_within,omitempty"`
 	// PayloadRef names a blob already holding the payload (ingress messages
 	// over the queue's size limit); the dispatcher checks that it exists.
 	PayloadRef string `json:"payload_ref,omitempty"`
@@ -169,6 +172,14 @@ func (s *Submission) Validate(l Limits, now time.Time) error {
 	case l.MaxDelay > 0 && time.Duration(s.Delay) > l.MaxDelay:
 		add("delay", "is %s; the limit is %s", s.Delay, l.MaxDelay)
 	}
+	switch {
+	case s.StartWithin < 0:
+		add("start_within", "must be positive")
+	case s.StartWithin > 0 && s.StartWithin < Duration(time.Second):
+		add("start_within", "must be at least 1s")
+	case l.MaxDelay > 0 && time.Duration(s.StartWithin) > l.MaxDelay:
+		add("start_within", "is %s; the limit is %s", s.StartWithin, l.MaxDelay)
+	}
 	if s.RunAt != nil && l.MaxDelay > 0 && s.RunAt.Sub(now) > l.MaxDelay {
 		add("run_at", "is more than %s ahead", l.MaxDelay)
 	}
@@ -220,6 +231,12 @@ func (p Policy) New(s *Submission, l Limits, id string, now time.Time) *Job {
 	var set Patch
 	p.queueAt(&set, now, delay)
 	set.Apply(j)
+	if s.StartWithin > 0 {
+		j.StartBy = j.RunAt.Add(time.Duration(s.StartWithin))
+		if j.Status == Queued {
+			j.DueAt = queuedDue(j.ResendAt, j)
+		}
+	}
 	j.Rev = 1
 	return j
 }

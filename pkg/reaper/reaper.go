@@ -9,7 +9,8 @@
 //     attempts are spent, or cancelled when a cancel was pending.
 //   - QUEUED past its resend deadline → the work message is sent again, and
 //     the deadline doubles, so a lost message or a crash between store and
-//     send never strands a job.
+//     send never strands a job. A job that never started and passed its
+//     start deadline (start_within) fails with a "provisioner:" error.
 //   - SCHEDULED near its run_at → QUEUED, with the message delayed to run_at.
 //   - Work-queue DLQ messages → the job FAILED with the reason, so nothing
 //     disappears silently.
@@ -151,7 +152,7 @@ func (r *Reaper) sweepLoop(ctx context.Context) {
 			r.log.Error("sweep", "err", err)
 		case res.Any():
 			r.log.Info("sweep", "reclaimed", res.Reclaimed, "timed_out", res.TimedOut, "resent", res.Resent,
-				"promoted", res.Promoted, "dead_lettered", res.DeadLettered, "purged", res.Purged)
+				"promoted", res.Promoted, "expired", res.Expired, "dead_lettered", res.DeadLettered, "purged", res.Purged)
 		}
 		select {
 		case <-ctx.Done():
@@ -166,6 +167,7 @@ type SweepResult struct {
 	Reclaimed    int // RUNNING with an expired lease, settled
 	TimedOut     int // RUNNING past its deadline, settled
 	Resent       int // QUEUED past the resend deadline, message re-sent
+	Expired      int // QUEUED past the start deadline, failed
 	Promoted     int // SCHEDULED → QUEUED
 	DeadLettered int // DLQ messages turned into FAILED jobs
 	Purged       int // expired terminal records deleted
@@ -243,9 +245,22 @@ func (r *Reaper) sweepQueued(ctx context.Context, res *SweepResult) error {
 	}
 	changes := make([]job.Change, len(jobs))
 	for i, j := range jobs {
+		if j.StartOverdue(now) {
+			reason := fmt.Sprintf("provisioner: not started within %s of run_at", j.StartBy.Sub(j.RunAt))
+			if j.Detail != "" {
+				reason += " (" + j.Detail + ")"
+			}
+			changes[i] = r.o.Policy.Expire(j, now, reason)
+			continue
+		}
 		changes[i] = r.o.Policy.Resend(j, now)
 	}
-	won, err := r.apply(ctx, changes, func(_ int, n *job.Job) {
+	won, err := r.apply(ctx, changes, func(i int, n *job.Job) {
+		if changes[i].Event == job.EventExpire {
+			res.Expired++
+			r.log.Warn("job failed: start deadline passed", "job_id", n.ID, "reason", n.Error)
+			return
+		}
 		r.m.Resends.Inc()
 		res.Resent++
 		r.log.Info("re-sending work message", "job_id", n.ID, "attempt", n.Attempt, "resends", n.Resends)

@@ -438,3 +438,33 @@ func TestFleetViewFromEvents(t *testing.T) {
 	require.Equal(t, 0.0, testutil.ToFloat64(e.m.FleetTasks.WithLabelValues(fleet.StatusRunning)))
 	require.Equal(t, 1.0, testutil.ToFloat64(e.m.FleetTasks.WithLabelValues(fleet.StatusStopped)))
 }
+
+// A job that never started within start_within fails with a provisioner
+// error naming why it waited.
+func TestStartDeadline(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	j := e.submit(job.Submission{Type: "echo", StartWithin: job.Duration(10 * time.Second)})
+	require.Equal(t, t0.Add(10*time.Second), j.StartBy)
+	require.Equal(t, j.StartBy, j.DueAt, "due at the start deadline, before the resend deadline")
+	_, err := e.store.ApplyOne(context.Background(), policy.Note(j, e.clock.Now(), "waiting for capacity: RESOURCE:ENI"))
+	require.NoError(t, err)
+	e.clock.Advance(9 * time.Second)
+	require.Zero(t, e.sweep().Expired)
+	e.clock.Advance(time.Second + time.Millisecond)
+	require.Equal(t, 1, e.sweep().Expired)
+	f := e.get(j.ID)
+	require.Equal(t, job.Failed, f.Status)
+	require.Equal(t, "provisioner: not started within 10s of run_at (waiting for capacity: RESOURCE:ENI)", f.Error)
+
+	// Once started, the deadline no longer applies.
+	k := e.submit(job.Submission{Type: "echo", StartWithin: job.Duration(10 * time.Second)})
+	r, err := e.store.ApplyOne(context.Background(), policy.Start(job.Message{ID: k.ID}, "w", e.clock.Now()))
+	require.NoError(t, err)
+	_, err = e.store.ApplyOne(context.Background(), policy.Finish(r, e.clock.Now(), job.End{Outcome: job.OutcomeHandedBack}))
+	require.NoError(t, err)
+	e.clock.Advance(time.Hour)
+	res := e.sweep()
+	require.Zero(t, res.Expired)
+	require.Equal(t, 1, res.Resent)
+}

@@ -72,6 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		PerWorker: cfg.Concurrency, Min: cfg.MinWorkers, Max: cfg.MaxWorkers,
 		Interval: cfg.ScaleInterval, Logger: log, Metrics: m,
 		Elector: dispatcher.NewElector(b.Store, "scaler", replica, 0, nil),
+		Store:   b.Store, Policy: cfg.Policy(),
 	}
 	if c := b.AWSClients(); c != nil {
 		// Backlog per worker to CloudWatch, for ECS service auto scaling.

@@ -35,6 +35,7 @@ const (
 	AttrListPK      = "list_pk"      // "jobs#<shard>", written at create; list index partition
 	AttrTTL         = "ttl"          // N, epoch seconds of expires_at; the table's TTL attribute
 	AttrHolder      = "holder"       // S, on key items: the id of the job holding the key
+	AttrStartBy     = "start_by"     // N, epoch ms: start deadline, absent when none
 
 	// The attributes a Patch writes (job.Field.String()) that the indexes use.
 	attrStatus    = "status"
@@ -150,6 +151,7 @@ func (l Layout) encodeJob(j *job.Job) map[string]types.AttributeValue {
 	optT(job.FieldResendAt.String(), j.ResendAt)
 	optN(job.FieldResends.String(), int64(j.Resends))
 	optT(attrDueAt, j.DueAt)
+	optT(AttrStartBy, j.StartBy)
 	if j.Status.Active() {
 		it[AttrDuePK] = s(l.duePK(j.Status, j.ID))
 	}
@@ -308,6 +310,7 @@ func decodeJob(item map[string]types.AttributeValue) (*job.Job, error) {
 		ResendAt:        d.time(job.FieldResendAt.String()),
 		Resends:         d.integer(job.FieldResends.String()),
 		DueAt:           d.time(attrDueAt),
+		StartBy:         d.time(AttrStartBy),
 		Detail:          d.str(job.FieldDetail.String()),
 		Progress:        d.bytes(job.FieldProgress.String()),
 		Result:          d.bytes(job.FieldResult.String()),
