@@ -48,6 +48,8 @@ func TestSubmissionValidate(t *testing.T) {
 		{"delay and run_at", job.Submission{Type: "echo", Delay: job.Duration(time.Second), RunAt: &soon}, "delay", "not both"},
 		{"negative delay", job.Submission{Type: "echo", Delay: job.Duration(-time.Second)}, "delay", "not be negative"},
 		{"run_at too far", job.Submission{Type: "echo", RunAt: &runAt}, "run_at", "ahead"},
+		{"negative start_within", job.Submission{Type: "echo", StartWithin: -1}, "start_within", "positive"},
+		{"tiny start_within", job.Submission{Type: "echo", StartWithin: job.Duration(time.Millisecond)}, "start_within", "at least 1s"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
