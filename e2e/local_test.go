@@ -32,7 +32,11 @@ func submit(t *testing.T, s *System, sub job.Submission) *client.Job {
 // workers and read the result seconds later.
 func TestEchoFromZeroWorkers(t *testing.T) {
 	t.Parallel()
-	s := start(t, nil)
+	profiles(t, testEchoFromZeroWorkers)
+}
+
+func testEchoFromZeroWorkers(t *testing.T, opts options) {
+	s := start(t, opts)
 	require.Empty(t, s.workerPIDs(), "the fleet starts at zero")
 	j := submit(t, s, job.Submission{Type: "echo", Payload: json.RawMessage(`{"hi":1}`)})
 	require.Equal(t, job.Queued, j.Status)
@@ -84,7 +88,12 @@ func TestHandlers(t *testing.T) {
 
 func TestDedupAndCancel(t *testing.T) {
 	t.Parallel()
-	s := start(t, options{"JOBFLEET_MAX_WORKERS": "1", "JOBFLEET_CONCURRENCY": "1"})
+	profiles(t, testDedupAndCancel)
+}
+
+func testDedupAndCancel(t *testing.T, opts options) {
+	opts["JOBFLEET_MAX_WORKERS"], opts["JOBFLEET_CONCURRENCY"] = "1", "1"
+	s := start(t, opts)
 	ctx := context.Background()
 	a := submit(t, s, job.Submission{Type: "sleep", Key: "nightly-report", Payload: json.RawMessage(`{"seconds":30}`)})
 	b := submit(t, s, job.Submission{Type: "sleep", Key: "nightly-report", Payload: json.RawMessage(`{"seconds":30}`)})
@@ -119,7 +128,12 @@ func TestDedupAndCancel(t *testing.T) {
 // README reports.
 func TestKilledWorkerJobRunsAgain(t *testing.T) {
 	t.Parallel()
-	s := start(t, options{"JOBFLEET_LEASE": "30s", "JOBFLEET_HEARTBEAT": "10s", "JOBFLEET_VISIBILITY": "40s"})
+	profiles(t, testKilledWorkerJobRunsAgain)
+}
+
+func testKilledWorkerJobRunsAgain(t *testing.T, opts options) {
+	opts["JOBFLEET_LEASE"], opts["JOBFLEET_HEARTBEAT"], opts["JOBFLEET_VISIBILITY"] = "30s", "10s", "40s"
+	s := start(t, opts)
 	j := submit(t, s, job.Submission{Type: "sleep", Payload: json.RawMessage(`{"seconds":3}`)})
 	running := s.waitFor(j.ID, 20*time.Second, func(j *client.Job) bool { return j.Status == job.Running })
 	pid := ownerPID(t, running.Owner)

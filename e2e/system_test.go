@@ -22,15 +22,23 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jobfleet/jobfleet/pkg/awstest"
 	"github.com/jobfleet/jobfleet/pkg/client"
+	"github.com/jobfleet/jobfleet/pkg/job"
 )
 
 // binDir holds the binaries built once by TestMain.
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
+	// awstest.Main stops the moto server the aws-profile tests start.
+	os.Exit(awstest.Main(&binaries{m}))
 }
+
+// binaries builds the service binaries once before the tests run.
+type binaries struct{ m *testing.M }
+
+func (b *binaries) Run() int { return runMain(b.m) }
 
 func runMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "jobfleet-e2e-bin-")
@@ -161,19 +169,54 @@ func start(t *testing.T, opts options) *System {
 	for k, v := range opts {
 		env[k] = v
 	}
+	if env["JOBFLEET_PROFILE"] == "aws" {
+		// The aws profile's adapters on a moto server, with a fresh set of
+		// resources for this test; workers are local processes.
+		env["AWS_ENDPOINT_URL"] = awstest.Endpoint(t)
+		env["AWS_REGION"] = awstest.Region
+		env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "test", "test"
+		env["JOBFLEET_FLEET"] = "local"
+		env["JOBFLEET_RESOURCE_PREFIX"] = "e2e-" + strings.ToLower(job.NewID(time.Now())[16:])
+	}
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "JOBFLEET_") && !strings.HasPrefix(kv, "AWS_") {
+		if !strings.HasPrefix(kv, "JOBFLEET_") && !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "GORACE") {
 			s.env = append(s.env, kv)
 		}
 	}
 	for k, v := range env {
 		s.env = append(s.env, k+"="+v)
 	}
+	if env["JOBFLEET_PROFILE"] == "aws" {
+		boot := exec.Command(filepath.Join(binDir, "jobfleet-dispatcher"), "bootstrap")
+		boot.Env = s.env
+		out, err := boot.CombinedOutput()
+		require.NoError(t, err, "bootstrap: %s", out)
+	}
 	s.Reaper = s.spawn("reaper")
 	s.Reaper.find(t, "reaper ready", 30*time.Second)
 	s.StartDispatcher()
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// profiles runs fn once per profile, as parallel subtests.
+func profiles(t *testing.T, fn func(t *testing.T, opts options)) {
+	for _, p := range []string{"local", "aws"} {
+		t.Run(p, func(t *testing.T) {
+			t.Parallel()
+			fn(t, options{"JOBFLEET_PROFILE": p})
+		})
+	}
+}
+
+// envValue returns the system's setting of an environment variable.
+func (s *System) envValue(name string) string {
+	for _, kv := range s.env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
 }
 
 // StartDispatcher starts (or restarts) the dispatcher and points the
@@ -229,7 +272,7 @@ func (s *System) Stop() {
 		}
 		p.stop(15 * time.Second)
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		if s.t.Failed() {
+		if s.t.Failed() || os.Getenv("E2E_LOGS") != "" {
 			s.t.Logf("%s output:\n%s", p.name, p.output())
 		}
 	}

@@ -54,8 +54,10 @@ var (
 	started  bool
 )
 
-// Main runs m with an AWS endpoint available and returns the exit code.
-func Main(m *testing.M) int {
+// Main runs m (a *testing.M, or anything that runs tests) with an AWS
+// endpoint available, stops the moto server it started, and returns the
+// exit code.
+func Main(m interface{ Run() int }) int {
 	defer stop()
 	return m.Run()
 }

@@ -391,11 +391,8 @@ func (c Config) Validate() error {
 	if c.Fleet == FleetECS && c.Profile != ProfileAWS {
 		bad("JOBFLEET_FLEET=ecs needs JOBFLEET_PROFILE=aws")
 	}
-	if c.Fleet == FleetECS && len(c.ECSSubnets) == 0 {
-		bad("JOBFLEET_ECS_SUBNETS is required for the ECS fleet (the subnets tasks run in)")
-	}
-	if c.ResourcePrefix == "" || !validName(c.ResourcePrefix) {
-		bad("JOBFLEET_RESOURCE_PREFIX=%q: want letters, digits, '-' or '_'", c.ResourcePrefix)
+	if !validPrefix(c.ResourcePrefix) {
+		bad("JOBFLEET_RESOURCE_PREFIX=%q: want 1-40 lower-case letters, digits or '-', starting with a letter or digit (it names S3 buckets)", c.ResourcePrefix)
 	}
 	if c.DrainTimeout >= c.StopTimeout {
 		bad("JOBFLEET_DRAIN_TIMEOUT (%s) must be shorter than JOBFLEET_STOP_TIMEOUT (%s), so hand-back happens before SIGKILL", c.DrainTimeout, c.StopTimeout)
@@ -403,13 +400,18 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func validName(s string) bool {
+// validPrefix: resource names are <prefix>-<what>, and the bucket's must be
+// a valid S3 bucket name (lower case, ≤ 63 characters).
+func validPrefix(s string) bool {
+	if s == "" || len(s) > 40 || s[0] == '-' {
+		return false
+	}
 	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
 			return false
 		}
 	}
-	return len(s) <= 40
+	return true
 }
 
 // Policy returns the job protocol's durations from c.

@@ -105,8 +105,6 @@ func TestAWSResourceNames(t *testing.T) {
 	require.Equal(t, "acme-worker", c.ECSTaskDefinition)
 	require.True(t, c.ECSAssignPublicIP)
 
-	_, err = config.Load(env(map[string]string{"JOBFLEET_PROFILE": "aws"}))
-	require.ErrorContains(t, err, "JOBFLEET_ECS_SUBNETS is required")
 	c, err = config.Load(env(map[string]string{"JOBFLEET_PROFILE": "aws", "JOBFLEET_FLEET": "local"}))
 	require.NoError(t, err)
 	require.Equal(t, "jobfleet-work", c.WorkQueue)

@@ -48,10 +48,18 @@ func NewClients(cfg aws.Config) *Clients {
 	}
 }
 
-// pollWait is each SQS long-poll call's wait: a receiver stopping (SIGTERM,
-// idle exit) returns within it, and an idle receiver makes 12 requests a
-// minute with it (SQS's 20 s maximum would make 3, but stop slower).
-const pollWait = 5 * time.Second
+// Each SQS long-poll call's wait. A receiver that stops (SIGTERM, idle
+// exit) returns within it; an idle receiver makes 60/wait requests a
+// minute. A receiver that dies leaves its call open at SQS for the rest of
+// the wait, and a message arriving then is lost to everyone until its
+// visibility timeout: so the work queue, whose receivers (workers) are the
+// ones that die, polls in short calls, and the reaper re-sends a dead
+// worker's jobs once more after that window (Backends.OrphanPoll). The
+// dispatcher's and reaper's queues use longer calls: fewer requests.
+const (
+	workPollWait  = time.Second
+	otherPollWait = 5 * time.Second
+)
 
 // AWSClients returns the backends' SDK clients (nil in the local profile).
 func (b *Backends) AWSClients() *Clients { return b.clients }
@@ -75,7 +83,7 @@ func awsClients(ctx context.Context, m *metrics.Metrics) (*Clients, error) {
 // OpenAWSWith opens the aws profile's backends with the given clients (tests
 // pass clients pointed at a moto server).
 func OpenAWSWith(ctx context.Context, cfg config.Config, c *Clients) (_ *Backends, err error) {
-	b := &Backends{Profile: config.ProfileAWS, Resources: map[string]string{}, clients: c}
+	b := &Backends{Profile: config.ProfileAWS, Resources: map[string]string{}, clients: c, OrphanPoll: workPollWait + time.Second}
 	defer func() {
 		if err != nil {
 			_ = b.Close()
@@ -94,12 +102,13 @@ func OpenAWSWith(ctx context.Context, cfg config.Config, c *Clients) (_ *Backend
 	for _, q := range []struct {
 		name string
 		dst  **queue.Queue
+		wait time.Duration
 	}{
-		{cfg.WorkQueue, &b.Work}, {cfg.WorkDLQ, &b.WorkDLQ},
-		{cfg.IngressQueue, &b.Ingress}, {cfg.IngressDLQ, &b.IngressDLQ},
-		{cfg.EventsQueue, &b.Events}, {cfg.EventsDLQ, &b.EventsDLQ},
+		{cfg.WorkQueue, &b.Work, workPollWait}, {cfg.WorkDLQ, &b.WorkDLQ, otherPollWait},
+		{cfg.IngressQueue, &b.Ingress, otherPollWait}, {cfg.IngressDLQ, &b.IngressDLQ, otherPollWait},
+		{cfg.EventsQueue, &b.Events, otherPollWait}, {cfg.EventsDLQ, &b.EventsDLQ, otherPollWait},
 	} {
-		*q.dst, err = sqsqueue.Open(ctx, c.SQS, q.name, &sqsqueue.Options{PollWait: pollWait})
+		*q.dst, err = sqsqueue.Open(ctx, c.SQS, q.name, &sqsqueue.Options{PollWait: q.wait})
 		if err != nil {
 			return nil, fmt.Errorf("queue %s: %w", q.name, err)
 		}

@@ -46,6 +46,10 @@ type Backends struct {
 	Blob                                                  *blob.Bucket
 	// Resources names what each backend is, for the startup log.
 	Resources map[string]string
+	// OrphanPoll is how long a dead receiver's long poll may stay open at
+	// the queue service (see reaper.Options.OrphanPoll); 0 for the local
+	// queue, which claims messages in the receiving process.
+	OrphanPoll time.Duration
 
 	dataDir string
 	clients *Clients

@@ -143,6 +143,9 @@ func (r *Reaper) HandleEvent(ctx context.Context, e fleet.Event) (int, error) {
 			r.log.Info("reclaimed job of stopped worker", "job_id", n.ID, "attempt", n.Attempt, "task_arn", e.WorkerID, "class", class, "status", n.Status)
 		})
 		r.enqueue(ctx, won, now)
+		if r.o.OrphanPoll > 0 {
+			r.enqueueLater(ctx, won, now, r.o.OrphanPoll)
+		}
 		if err != nil && !errors.Is(err, errcode.FailedPrecondition) {
 			return total, err
 		}

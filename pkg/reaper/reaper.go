@@ -63,6 +63,16 @@ type Options struct {
 	Events, EventsDLQ *queue.Queue
 	// EventsWait is the long-poll wait for events (default 20 s).
 	EventsWait time.Duration
+	// OrphanPoll, when positive, is how long a dead worker's last
+	// long-poll may stay open at the queue. SQS does not notice a client
+	// that went away: it keeps polling for it, and a message that arrives
+	// meanwhile is handed to nobody and stays invisible for its visibility
+	// timeout. So when the reaper re-queues a stopped worker's jobs at once,
+	// it also sends each job's message a second time, delayed past that
+	// window; whichever arrives first starts the job, and the other is
+	// stale. The aws profile sets it to its poll wait plus a second; the
+	// local queue claims in the receiving process, so 0 there.
+	OrphanPoll time.Duration
 	Clock      clock.Clock
 	Logger     *slog.Logger
 	Metrics    *metrics.Metrics
@@ -326,7 +336,11 @@ func (r *Reaper) apply(ctx context.Context, changes []job.Change, onWin func(i i
 // enqueue sends work messages for jobs the reaper left QUEUED. A failure is
 // logged: the job's resend deadline brings it back to this sweep.
 func (r *Reaper) enqueue(ctx context.Context, jobs []*job.Job, now time.Time) {
-	errs, err := work.Enqueue(ctx, r.work, now, jobs...)
+	r.enqueueLater(ctx, jobs, now, 0)
+}
+
+func (r *Reaper) enqueueLater(ctx context.Context, jobs []*job.Job, now time.Time, extra time.Duration) {
+	errs, err := work.EnqueueLater(ctx, r.work, now, extra, jobs...)
 	if err != nil {
 		r.m.Errors.WithLabelValues("reaper", "send").Inc()
 		r.log.Warn("send work messages; will retry at the resend deadline", "n", len(jobs), "err", err)

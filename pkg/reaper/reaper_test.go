@@ -468,3 +468,21 @@ func TestStartDeadline(t *testing.T) {
 	require.Zero(t, res.Expired)
 	require.Equal(t, 1, res.Resent)
 }
+
+// A dead worker's long poll may still be open at SQS and swallow the first
+// message of its re-queued job; a second one follows after that window.
+func TestOrphanPollGuard(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	r := reaper.New(e.store, e.work, &reaper.Options{Policy: policy, Clock: e.clock, Metrics: e.m, OrphanPoll: 2 * time.Second})
+	j := e.running("task/7", job.Submission{Type: "echo"})
+	n, err := r.HandleEvent(context.Background(), fleet.Event{WorkerID: "task/7", LastStatus: fleet.StatusStopped, DesiredStatus: fleet.StatusStopped, ExitCode: exit(137), Version: 1})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	d, err := e.work.Depth(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, queue.Depth{Visible: 1, Delayed: 1}, d)
+	require.Equal(t, []job.Message{{ID: j.ID, Attempt: 1}}, e.messages(e.work))
+	e.clock.Advance(2 * time.Second)
+	require.Equal(t, []job.Message{{ID: j.ID, Attempt: 1}}, e.messages(e.work), "the guard copy (stale if the first started the job)")
+}

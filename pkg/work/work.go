@@ -18,6 +18,12 @@ import (
 // error for the call as a whole. Callers need not retry: a job whose
 // message was not sent is re-sent by the reaper after its resend deadline.
 func Enqueue(ctx context.Context, q *queue.Queue, now time.Time, jobs ...*job.Job) ([]error, error) {
+	return EnqueueLater(ctx, q, now, 0, jobs...)
+}
+
+// EnqueueLater is Enqueue with each message held back extra longer (up to
+// the queue's delay limit).
+func EnqueueLater(ctx context.Context, q *queue.Queue, now time.Time, extra time.Duration, jobs ...*job.Job) ([]error, error) {
 	if len(jobs) == 0 {
 		return nil, nil
 	}
@@ -25,7 +31,7 @@ func Enqueue(ctx context.Context, q *queue.Queue, now time.Time, jobs ...*job.Jo
 	for i, j := range jobs {
 		entries[i] = queue.SendEntry{
 			Body:  job.Message{ID: j.ID, Attempt: j.Attempt}.Encode(),
-			Delay: job.MessageDelay(j, now),
+			Delay: min(job.MessageDelay(j, now)+extra, queue.MaxDelay),
 		}
 	}
 	res, err := q.Send(ctx, entries...)

@@ -42,13 +42,14 @@ func run(ctx context.Context, getenv func(string) string) error {
 	defer b.Close()
 
 	r := reaper.New(b.Store, b.Work, &reaper.Options{
-		Policy:    cfg.Policy(),
-		Sweep:     cfg.Sweep,
-		WorkDLQ:   b.WorkDLQ,
-		Events:    b.Events,
-		EventsDLQ: b.EventsDLQ,
-		Logger:    log,
-		Metrics:   m,
+		Policy:     cfg.Policy(),
+		Sweep:      cfg.Sweep,
+		WorkDLQ:    b.WorkDLQ,
+		Events:     b.Events,
+		EventsDLQ:  b.EventsDLQ,
+		OrphanPoll: b.OrphanPoll,
+		Logger:     log,
+		Metrics:    m,
 	})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
