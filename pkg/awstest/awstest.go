@@ -51,6 +51,7 @@ var (
 	isMoto   bool
 	startErr error
 	proc     *exec.Cmd
+	waited   chan struct{} // closed when proc has exited
 	started  bool
 )
 
@@ -106,9 +107,19 @@ func start() (string, error) {
 	}
 	proc = cmd
 	ep := fmt.Sprintf("http://127.0.0.1:%d", port)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	waited = exited
 	deadline := time.Now().Add(60 * time.Second)
+	hc := &http.Client{Timeout: 2 * time.Second}
 	for {
-		resp, err := http.Get(ep + "/moto-api/")
+		select {
+		case <-exited:
+			proc = nil
+			return "", fmt.Errorf("moto_server exited before it came up: %s", out.String())
+		default:
+		}
+		resp, err := hc.Get(ep + "/moto-api/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -116,7 +127,7 @@ func start() (string, error) {
 			}
 		}
 		if time.Now().After(deadline) {
-			stop()
+			stopLocked()
 			return "", fmt.Errorf("moto_server did not come up on %s within 60s: %s", ep, out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -125,7 +136,7 @@ func start() (string, error) {
 	// moto moves an ECS task one step toward STOPPED on every DescribeTasks
 	// call; pin tasks where RunTask leaves them (AWS_NOTES §3.3).
 	body := strings.NewReader(`{"model_name":"ecs::task","transition":{"progression":"manual","times":1000000}}`)
-	if resp, err := http.Post(ep+"/moto-api/state-manager/set-transition", "application/json", body); err == nil {
+	if resp, err := hc.Post(ep+"/moto-api/state-manager/set-transition", "application/json", body); err == nil {
 		resp.Body.Close()
 	}
 	return ep, nil
@@ -134,18 +145,22 @@ func start() (string, error) {
 func stop() {
 	mu.Lock()
 	defer mu.Unlock()
-	if proc != nil && proc.Process != nil {
-		_ = syscall.Kill(-proc.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = proc.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-proc.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		proc = nil
+	stopLocked()
+}
+
+// stopLocked stops the moto server this package started; mu is held.
+func stopLocked() {
+	if proc == nil || proc.Process == nil {
+		return
 	}
+	_ = syscall.Kill(-proc.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-proc.Process.Pid, syscall.SIGKILL)
+		<-waited
+	}
+	proc = nil
 }
 
 func freePort() (int, error) {

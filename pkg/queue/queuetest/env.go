@@ -2,6 +2,7 @@ package queuetest
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,17 @@ type env struct {
 	h   Harness
 	q   *queue.Queue
 	ctx context.Context
+}
+
+// skipFor skips the case if the backend has one of quirks, saying what
+// SQS does instead.
+func (e *env) skipFor(quirks ...Quirk) {
+	e.t.Helper()
+	for _, q := range quirks {
+		if slices.Contains(e.h.Quirks, q) {
+			e.t.Skipf("backend quirk %s; this case pins the SQS behaviour: %s", q, quirkSQS[q])
+		}
+	}
 }
 
 // advance lets d pass and then slack, so that a deadline d from now has

@@ -1,0 +1,287 @@
+// Package faultqueue wraps a queue.Driver to inject what an SQS standard
+// queue (and the network to it) may do within its contract: calls refused as
+// unavailable, messages delivered twice (stored twice, as two messages with
+// one body), messages delivered late (an extra delay), messages that never
+// arrive (reported sent, never stored), deletes and visibility changes that
+// are acknowledged but do not happen (the message comes back after its
+// visibility timeout, or earlier than its receiver asked). The simulation
+// (package sim) and chaos runs use it to check that the job protocol keeps
+// its invariants over such a queue.
+//
+// Which calls and entries are hit is drawn from a math/rand/v2 source: with
+// a seeded source and a single-threaded caller, a run is reproducible.
+// Faults can be changed at any time (SetFaults).
+package faultqueue
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/queue"
+)
+
+// Faults says how often each fault happens; each is a fraction in [0, 1].
+// The zero value injects nothing.
+type Faults struct {
+	// Unavailable: calls (any but Name and Close) that fail with
+	// errcode.Unavailable before reaching the queue; nothing happens.
+	Unavailable float64
+	// Lose: sent entries reported sent (with an id) but never stored.
+	Lose float64
+	// Duplicate: sent entries stored twice (the second copy's id is not
+	// reported), so the body is delivered twice.
+	Duplicate float64
+	// Delay: sent entries stored with an extra delay of up to MaxDelay
+	// (the total capped at queue.MaxDelay).
+	Delay    float64
+	MaxDelay time.Duration
+	// LoseDelete: deleted handles reported deleted but left alone: the
+	// message comes back after its visibility timeout.
+	LoseDelete float64
+	// LoseVisibility: visibility changes reported done but not made.
+	LoseVisibility float64
+}
+
+// Stats counts the faults injected so far.
+type Stats struct {
+	Unavailable, Lost, Duplicated, Delayed, DeletesLost, VisibilityLost int
+}
+
+// Options configure Wrap. Nil options mean defaults.
+type Options struct {
+	// Faults are the initial faults (default none).
+	Faults Faults
+	// Rand decides which calls and entries are hit (default: randomly
+	// seeded).
+	Rand *rand.Rand
+}
+
+// Driver is a queue.Driver that injects faults into the calls it passes to
+// the driver it wraps. It is safe for concurrent use.
+type Driver struct {
+	d queue.Driver
+
+	mu     sync.Mutex
+	rnd    *rand.Rand
+	faults Faults
+	stats  Stats
+}
+
+var _ queue.Driver = (*Driver)(nil)
+
+// Wrap returns a Driver injecting faults into calls to d.
+func Wrap(d queue.Driver, opts *Options) *Driver {
+	if opts == nil {
+		opts = &Options{}
+	}
+	fd := &Driver{d: d, rnd: opts.Rand, faults: opts.Faults}
+	if fd.rnd == nil {
+		fd.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return fd
+}
+
+// New returns a queue.Queue over d wrapped with faults, and the wrapper.
+func New(d queue.Driver, opts *Options) (*queue.Queue, *Driver) {
+	fd := Wrap(d, opts)
+	return queue.New(fd), fd
+}
+
+// SetFaults replaces the faults injected from now on.
+func (d *Driver) SetFaults(f Faults) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.faults = f
+}
+
+// Faults returns the faults being injected.
+func (d *Driver) Faults() Faults {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.faults
+}
+
+// Stats returns how many faults were injected so far.
+func (d *Driver) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
+}
+
+// Unwrap returns the wrapped driver.
+func (d *Driver) Unwrap() queue.Driver { return d.d }
+
+func (d *Driver) chance(p float64) bool { return p > 0 && d.rnd.Float64() < p }
+
+// unavailable draws whether a call is refused.
+func (d *Driver) unavailable(op string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.chance(d.faults.Unavailable) {
+		d.stats.Unavailable++
+		return errcode.New(errcode.Unavailable, "%s %s: queue unavailable (injected)", op, d.d.Name())
+	}
+	return nil
+}
+
+// Name returns the wrapped queue's name.
+func (d *Driver) Name() string { return d.d.Name() }
+
+// Close closes the wrapped driver.
+func (d *Driver) Close() error { return d.d.Close() }
+
+// fate is what happens to one sent entry.
+type fate struct {
+	lose, duplicate bool
+	n               int
+	extra           time.Duration
+}
+
+// Send passes entries to the wrapped driver: some are lost, duplicated or
+// delayed.
+func (d *Driver) Send(ctx context.Context, entries []queue.SendEntry) ([]queue.SendResult, error) {
+	if err := d.unavailable("send to"); err != nil {
+		return nil, err
+	}
+	fates := make([]fate, len(entries))
+	d.mu.Lock()
+	f := d.faults
+	for i := range entries {
+		switch {
+		case d.chance(f.Lose):
+			d.stats.Lost++
+			fates[i].lose, fates[i].n = true, d.stats.Lost // the id reported for it
+			continue
+		case d.chance(f.Duplicate):
+			fates[i].duplicate = true
+			d.stats.Duplicated++
+		}
+		if f.MaxDelay > 0 && d.chance(f.Delay) {
+			fates[i].extra = queue.Seconds(time.Duration(d.rnd.Int64N(int64(f.MaxDelay))) + 1)
+			d.stats.Delayed++
+		}
+	}
+	d.mu.Unlock()
+
+	out := make([]queue.SendResult, len(entries))
+	var pass []queue.SendEntry
+	var idx []int // index in entries of each passed entry; -1 for a duplicate copy
+	for i, e := range entries {
+		if fates[i].lose {
+			continue
+		}
+		e.Delay = min(e.Delay+fates[i].extra, queue.MaxDelay)
+		pass, idx = append(pass, e), append(idx, i)
+		if fates[i].duplicate {
+			pass, idx = append(pass, e), append(idx, -1)
+		}
+	}
+	// A duplicate may push the batch past the driver's limit: send in parts.
+	for lo := 0; lo < len(pass); lo += queue.MaxBatch {
+		hi := min(lo+queue.MaxBatch, len(pass))
+		res, err := d.d.Send(ctx, pass[lo:hi])
+		if err != nil {
+			return nil, err
+		}
+		for k, r := range res {
+			if i := idx[lo+k]; i >= 0 {
+				out[i] = r
+			}
+		}
+	}
+	for i := range entries {
+		if fates[i].lose {
+			out[i].ID = fmt.Sprintf("lost-%d", fates[i].n)
+		}
+	}
+	return out, nil
+}
+
+// Receive passes the call to the wrapped driver.
+func (d *Driver) Receive(ctx context.Context, opts queue.ReceiveOptions) ([]*queue.Message, error) {
+	if err := d.unavailable("receive from"); err != nil {
+		return nil, err
+	}
+	return d.d.Receive(ctx, opts)
+}
+
+// ChangeVisibility passes the changes to the wrapped driver; some are
+// reported done without being made.
+func (d *Driver) ChangeVisibility(ctx context.Context, changes []queue.VisibilityChange) ([]error, error) {
+	if err := d.unavailable("change visibility in"); err != nil {
+		return nil, err
+	}
+	keep := d.drop(len(changes), func(f Faults) float64 { return f.LoseVisibility }, func(s *Stats) { s.VisibilityLost++ })
+	out := make([]error, len(changes))
+	var pass []queue.VisibilityChange
+	var idx []int
+	for i, c := range changes {
+		if keep[i] {
+			pass, idx = append(pass, c), append(idx, i)
+		}
+	}
+	if len(pass) > 0 {
+		res, err := d.d.ChangeVisibility(ctx, pass)
+		if err != nil {
+			return nil, err
+		}
+		for k, e := range res {
+			out[idx[k]] = e
+		}
+	}
+	return out, nil
+}
+
+// Delete passes the handles to the wrapped driver; some are reported
+// deleted without being deleted.
+func (d *Driver) Delete(ctx context.Context, handles []string) ([]error, error) {
+	if err := d.unavailable("delete from"); err != nil {
+		return nil, err
+	}
+	keep := d.drop(len(handles), func(f Faults) float64 { return f.LoseDelete }, func(s *Stats) { s.DeletesLost++ })
+	out := make([]error, len(handles))
+	var pass []string
+	var idx []int
+	for i, h := range handles {
+		if keep[i] {
+			pass, idx = append(pass, h), append(idx, i)
+		}
+	}
+	if len(pass) > 0 {
+		res, err := d.d.Delete(ctx, pass)
+		if err != nil {
+			return nil, err
+		}
+		for k, e := range res {
+			out[idx[k]] = e
+		}
+	}
+	return out, nil
+}
+
+// drop draws, for n entries, which to pass on (true) and which to drop.
+func (d *Driver) drop(n int, p func(Faults) float64, count func(*Stats)) []bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	keep := make([]bool, n)
+	prob := p(d.faults)
+	for i := range keep {
+		keep[i] = !d.chance(prob)
+		if !keep[i] {
+			count(&d.stats)
+		}
+	}
+	return keep
+}
+
+// Depth passes the call to the wrapped driver.
+func (d *Driver) Depth(ctx context.Context) (queue.Depth, error) {
+	if err := d.unavailable("depth of"); err != nil {
+		return queue.Depth{}, err
+	}
+	return d.d.Depth(ctx)
+}
