@@ -10,8 +10,9 @@
 // and a single-threaded caller, a run is reproducible. Faults can be changed
 // at any time (SetFaults), e.g. turned off for a run's quiescent phase.
 //
-// The wrapper does not forward optional interfaces of the wrapped driver
-// (such as the Purge method of the local adapters).
+// The wrapper forwards named leases (jobstore.Leaser), with faults, and no
+// other optional interface of the wrapped driver (such as the Purge method
+// of the local adapters).
 package faultjobstore
 
 import (
@@ -289,6 +290,44 @@ func (d *Driver) List(ctx context.Context, q jobstore.ListQuery) (jobstore.Page,
 		return jobstore.Page{}, err
 	}
 	return d.d.List(ctx, q)
+}
+
+var _ jobstore.Leaser = (*Driver)(nil)
+
+// AcquireLease passes the call to the wrapped driver, with faults (an
+// ambiguous failure may have taken the lease). A wrapped driver that keeps
+// no leases answers errcode.FailedPrecondition, as jobstore.Store does.
+func (d *Driver) AcquireLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error) {
+	l, ok := d.d.(jobstore.Leaser)
+	if !ok {
+		return false, errcode.New(errcode.FailedPrecondition, "lease %q: this job store keeps no leases", name)
+	}
+	p := d.draw(true, 0)
+	if err := d.before(ctx, p, "acquire lease "+name); err != nil {
+		return false, err
+	}
+	held, err := l.AcquireLease(ctx, name, holder, now, until)
+	if err == nil && p.ambiguous {
+		return false, ambiguous("acquire lease " + name)
+	}
+	return held, err
+}
+
+// ReleaseLease passes the call to the wrapped driver, with faults.
+func (d *Driver) ReleaseLease(ctx context.Context, name, holder string) error {
+	l, ok := d.d.(jobstore.Leaser)
+	if !ok {
+		return errcode.New(errcode.FailedPrecondition, "lease %q: this job store keeps no leases", name)
+	}
+	p := d.draw(true, 0)
+	if err := d.before(ctx, p, "release lease "+name); err != nil {
+		return err
+	}
+	err := l.ReleaseLease(ctx, name, holder)
+	if err == nil && p.ambiguous {
+		return ambiguous("release lease " + name)
+	}
+	return err
 }
 
 // Close closes the wrapped driver.

@@ -36,6 +36,8 @@
 //     read back as nil). The history is kept as written.
 //   - The store keeps its own copies: changing a job given to Create, or
 //     returned by any call, changes nothing stored.
+//   - Named leases (jobstore.Leaser) as in sqlitejobstore: taken when free,
+//     expired (whole milliseconds) or held by the same holder.
 //   - Errors: a failed condition is errcode.FailedPrecondition with the
 //     record as found; a missing job errcode.NotFound; a taken id or key
 //     errcode.AlreadyExists naming the holder; use after Close
@@ -96,11 +98,18 @@ type Backend struct {
 	ids    []string            // every id, ascending
 	keys   map[string]string   // active key → holder id
 	claims map[string]string   // holder id → the key it holds
+	leases map[string]lease    // named leases, by name
+}
+
+// lease is a named lease: its holder until untilMS (Unix ms).
+type lease struct {
+	holder  string
+	untilMS int64
 }
 
 // NewBackend returns an empty backend.
 func NewBackend() *Backend {
-	return &Backend{jobs: map[string]*job.Job{}, keys: map[string]string{}, claims: map[string]string{}}
+	return &Backend{jobs: map[string]*job.Job{}, keys: map[string]string{}, claims: map[string]string{}, leases: map[string]lease{}}
 }
 
 // Open returns a Store over a new handle on b. Closing it closes that
@@ -378,6 +387,38 @@ func (d *Driver) Purge(ctx context.Context, now time.Time, limit int) (int, erro
 	return n, nil
 }
 
+var _ jobstore.Leaser = (*Driver)(nil)
+
+// AcquireLease implements jobstore.Leaser as sqlitejobstore does: the lease
+// is taken when it is free, expired (its end, in whole milliseconds, is not
+// after now) or already held by holder.
+func (d *Driver) AcquireLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error) {
+	b, err := d.begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer b.mu.Unlock()
+	if l, ok := b.leases[name]; ok && l.untilMS > now.UnixMilli() && l.holder != holder {
+		return false, nil
+	}
+	b.leases[name] = lease{holder: holder, untilMS: until.UnixMilli()}
+	return true, nil
+}
+
+// ReleaseLease implements jobstore.Leaser: the lease is freed when holder
+// holds it.
+func (d *Driver) ReleaseLease(ctx context.Context, name, holder string) error {
+	b, err := d.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	if l, ok := b.leases[name]; ok && l.holder == holder {
+		delete(b.leases, name)
+	}
+	return nil
+}
+
 // Close closes this handle: its calls afterwards fail with errcode.Closed;
 // other handles on the backend go on working. Closing twice is fine.
 func (d *Driver) Close() error {
@@ -403,7 +444,7 @@ func own(in *job.Job) *job.Job {
 // normalize makes j what a SQLite round trip would make it: times in UTC
 // without monotonic readings, strings valid UTF-8, empty raw fields nil.
 func normalize(j *job.Job) {
-	for _, t := range []*time.Time{&j.LeaseUntil, &j.RunAt, &j.ResendAt, &j.DueAt,
+	for _, t := range []*time.Time{&j.LeaseUntil, &j.RunAt, &j.ResendAt, &j.DueAt, &j.StartBy,
 		&j.CreatedAt, &j.UpdatedAt, &j.StartedAt, &j.FinishedAt, &j.ExpiresAt} {
 		*t = utc(*t)
 	}

@@ -253,6 +253,25 @@ func (b *Broker) Open(ctx context.Context, name string) (*queue.Queue, error) {
 	return queue.New(&driver{b: b, name: name, cfg: q.cfg, done: make(chan struct{})}), nil
 }
 
+// NextVisible reports when the next message of the queue name is or
+// becomes visible (a message that is visible now reports a time not after
+// now), and false when the queue holds no message. Simulations on a fake
+// clock use it to let time run ahead to the next delivery, as a long poll
+// would wait for it.
+func (b *Broker) NextVisible(name string) (time.Time, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q, ok := b.queues[name]
+	if !ok || len(q.msgs) == 0 {
+		return time.Time{}, false
+	}
+	first := q.msgs[0].visibleAt
+	for _, m := range q.msgs[1:] {
+		first = min(first, m.visibleAt)
+	}
+	return time.UnixMilli(first).UTC(), true
+}
+
 // nextLocked returns a fresh counter value.
 func (b *Broker) nextLocked() uint64 {
 	b.next++
