@@ -628,7 +628,7 @@ func encode(j *job.Job) ([]byte, error) {
 
 // toUTC puts every time in j in UTC (and drops monotonic readings).
 func toUTC(j *job.Job) {
-	for _, t := range []*time.Time{&j.LeaseUntil, &j.RunAt, &j.ResendAt, &j.DueAt,
+	for _, t := range []*time.Time{&j.LeaseUntil, &j.RunAt, &j.ResendAt, &j.DueAt, &j.StartBy,
 		&j.CreatedAt, &j.UpdatedAt, &j.StartedAt, &j.FinishedAt, &j.ExpiresAt} {
 		*t = utc(*t)
 	}

@@ -123,7 +123,7 @@ func testTimesAreUTC(f *fx) {
 	t := f.t
 	zone := time.FixedZone("UTC+5:30", 5*3600+30*60)
 	at := f.now.In(zone)
-	j := f.newJobAt(job.Submission{Delay: job.Duration(time.Second)}, at)
+	j := f.newJobAt(job.Submission{Delay: job.Duration(time.Second), StartWithin: job.Duration(time.Minute)}, at)
 	require.Equal(t, zone, j.CreatedAt.Location())
 	f.create(j)
 	got := f.get(j.ID)
