@@ -79,6 +79,7 @@ lint: $(TOOLS)/staticcheck
 	  echo "== lint $${m#$(CURDIR)/}"; \
 	  (cd $$m && $(GO) vet ./... && $(TOOLS)/staticcheck ./...) || exit 1; \
 	done
+	@echo "== lint infra"; infra/check
 
 fmt:
 	gofmt -w $(MODULES)

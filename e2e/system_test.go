@@ -122,7 +122,8 @@ type System struct {
 	Dir    string
 	env    []string
 	URL    string
-	Client *client.Client
+	Client *client.Client // the current dispatcher's; use client() while it may restart
+	mu     sync.Mutex
 	Disp   *proc
 	Reaper *proc
 	logDir string
@@ -225,10 +226,20 @@ func (s *System) StartDispatcher() {
 	s.t.Helper()
 	s.Disp = s.spawn("dispatcher")
 	ready := s.Disp.find(s.t, "dispatcher ready", 30*time.Second)
-	s.URL = "http://" + ready["addr"].(string)
-	c, err := client.New(s.URL, nil)
+	c, err := client.New("http://"+ready["addr"].(string), nil)
 	require.NoError(s.t, err)
+	s.mu.Lock()
+	s.URL = "http://" + ready["addr"].(string)
 	s.Client = c
+	s.mu.Unlock()
+}
+
+// client returns the current dispatcher's client (safe while another
+// goroutine restarts the dispatcher).
+func (s *System) client() *client.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Client
 }
 
 func (s *System) spawn(svc string) *proc {
@@ -236,15 +247,21 @@ func (s *System) spawn(svc string) *proc {
 	cmd := exec.Command(filepath.Join(binDir, "jobfleet-"+svc))
 	cmd.Env = s.env
 	cmd.Dir = s.Dir
-	stderr, err := cmd.StderrPipe()
+	// A pipe of our own rather than StderrPipe: the dispatcher's workers
+	// inherit its stderr, so the pipe stays open after the dispatcher
+	// exits, and its exit must not wait for theirs.
+	r, w, err := os.Pipe()
 	require.NoError(s.t, err)
+	cmd.Stderr = w
 	cmd.Stdout = io.Discard
 	// Its own process group, so the test can stop it and its workers.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	require.NoError(s.t, cmd.Start())
+	w.Close()
 	p := &proc{name: svc, cmd: cmd, done: make(chan struct{})}
 	go func() {
-		sc := bufio.NewScanner(stderr)
+		defer r.Close()
+		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Bytes()
@@ -257,6 +274,8 @@ func (s *System) spawn(svc string) *proc {
 			}
 			p.mu.Unlock()
 		}
+	}()
+	go func() {
 		p.waited = cmd.Wait()
 		close(p.done)
 	}()

@@ -173,8 +173,12 @@ func execute(ctx context.Context, j *worker.Job, p ExecPayload, allow []string) 
 	}
 	cmd.Env = append(cmd.Env, "JOBFLEET_JOB_ID="+j.ID, fmt.Sprintf("JOBFLEET_ATTEMPT=%d", j.Attempt))
 	cmd.Stdout, cmd.Stderr = j.Log, j.Log
-	// Its own process group, so a stop reaches its children too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so a stop reaches its children too; and it
+	// dies with the worker (as everything in an ECS task does), so a
+	// killed worker's commands do not finish work that will run again.
+	// (Pdeathsig follows the OS thread that started the command; the Go
+	// runtime does not end threads it did not lock, so that is the worker.)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return ExecResult{}, fmt.Errorf("start %q: %w", p.Argv[0], err)

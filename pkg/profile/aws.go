@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path"
 	"strings"
 	"time"
 
@@ -137,7 +136,7 @@ func openECSFleet(ctx context.Context, cfg config.Config, b *Backends, log *slog
 		CapacityProviders: cfg.ECSCapacityProviders,
 		ContainerName:     cfg.ECSContainer,
 		Env:               workerEnv(cfg),
-		Group:             "family:" + path.Base(strings.SplitN(cfg.ECSTaskDefinition, ":", 2)[0]),
+		Group:             "family:" + ecsfleet.Family(cfg.ECSTaskDefinition),
 	})
 	if err != nil {
 		return nil, err

@@ -46,7 +46,7 @@ func TestFamily(t *testing.T) {
 		"arn:aws-cn:ecs:cn-north-1:123456789012:task-definition/w-1":  "w-1",
 		"arn:aws:ecs:us-east-1:123456789012:task-definition/":         "",
 	} {
-		require.Equal(t, want, family(in), "family(%q)", in)
+		require.Equal(t, want, Family(in), "Family(%q)", in)
 	}
 }
 

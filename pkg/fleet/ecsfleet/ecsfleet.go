@@ -232,7 +232,7 @@ func (o *Options) validate() error {
 	switch {
 	case o.Cluster == "":
 		return bad("Options.Cluster is required")
-	case o.TaskDefinition == "" || family(o.TaskDefinition) == "":
+	case o.TaskDefinition == "" || Family(o.TaskDefinition) == "":
 		return bad("Options.TaskDefinition %q is not a family, family:revision or task definition ARN", o.TaskDefinition)
 	case len(o.Subnets) == 0:
 		return bad("Options.Subnets is required (the awsvpc subnets the tasks run in)")
@@ -377,7 +377,7 @@ func newDriver(client API, opts Options) (*driver, error) {
 	d := &driver{
 		api:      client,
 		o:        o,
-		family:   family(o.TaskDefinition),
+		family:   Family(o.TaskDefinition),
 		clock:    o.Clock,
 		strategy: strat,
 		sem:      make(chan struct{}, 1),
@@ -548,7 +548,7 @@ func (d *driver) ours(t types.Task) bool {
 		return false
 	}
 	td := aws.ToString(t.TaskDefinitionArn)
-	return td == "" || family(td) == d.family
+	return td == "" || Family(td) == d.family
 }
 
 // List lists the fleet's tasks; see the package doc.

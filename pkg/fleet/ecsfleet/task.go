@@ -18,10 +18,10 @@ const (
 	detailPrivateIPv4  = "privateIPv4Address"
 )
 
-// family returns the task definition family named by a task definition
+// Family returns the task definition family named by a task definition
 // reference: "family", "family:revision" or an ARN
 // "arn:aws:ecs:region:account:task-definition/family:revision".
-func family(taskDef string) string {
+func Family(taskDef string) string {
 	if i := strings.LastIndexByte(taskDef, '/'); i >= 0 {
 		taskDef = taskDef[i+1:]
 	}
