@@ -189,7 +189,11 @@ func start(t *testing.T, opts options) *System {
 	}
 	if env["JOBFLEET_PROFILE"] == "aws" {
 		boot := exec.Command(filepath.Join(binDir, "jobfleet-dispatcher"), "bootstrap")
-		boot.Env = s.env
+		for _, kv := range s.env { // no injected faults while setting up
+			if !strings.HasPrefix(kv, "JOBFLEET_INJECT_AWS_FAULTS=") {
+				boot.Env = append(boot.Env, kv)
+			}
+		}
 		out, err := boot.CombinedOutput()
 		require.NoError(t, err, "bootstrap: %s", out)
 	}

@@ -31,9 +31,19 @@ import (
 // Load returns the SDK configuration from the environment, instrumented
 // with m. extra options are applied last.
 func Load(ctx context.Context, m *metrics.Metrics, extra ...func(*config.LoadOptions) error) (aws.Config, error) {
+	apiOpts := []func(*middleware.Stack) error{Instrument(m)}
+	faults, err := faultsFromEnv()
+	if err != nil {
+		return aws.Config{}, err
+	}
+	if faults != nil {
+		// Added after the accounting, so it sits inside it: injected
+		// failures are counted as the attempts they replace.
+		apiOpts = append(apiOpts, faults)
+	}
 	opts := []func(*config.LoadOptions) error{
 		config.WithRetryMode(aws.RetryModeAdaptive),
-		config.WithAPIOptions([]func(*middleware.Stack) error{Instrument(m)}),
+		config.WithAPIOptions(apiOpts),
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, append(opts, extra...)...)
 	if err != nil {

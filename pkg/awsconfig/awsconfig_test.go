@@ -53,3 +53,27 @@ func TestLoadNeedsRegion(t *testing.T) {
 	require.Equal(t, "eu-west-1", cfg.Region)
 	require.Equal(t, aws.RetryModeAdaptive, cfg.RetryMode)
 }
+
+func TestInjectFaultsAreRetried(t *testing.T) {
+	t.Parallel()
+	m := metrics.New()
+	cfg := awstest.Config(t, config.WithAPIOptions([]func(*middleware.Stack) error{
+		awsconfig.Instrument(m), awsconfig.InjectFaults(0.3, 7),
+	}))
+	c := sqs.NewFromConfig(cfg)
+	ctx := context.Background()
+	out, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(awstest.Name(t))})
+	require.NoError(t, err)
+	failed := 0
+	for range 40 {
+		if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: out.QueueUrl, MessageBody: aws.String("x")}); err != nil {
+			failed++
+		}
+	}
+	injected := testutil.ToFloat64(m.AWSRequests.WithLabelValues("SQS", "SendMessage", "ThrottlingException")) +
+		testutil.ToFloat64(m.AWSRequests.WithLabelValues("SQS", "SendMessage", "RequestTimeout")) +
+		testutil.ToFloat64(m.AWSRequests.WithLabelValues("SQS", "SendMessage", "InternalError"))
+	require.Positive(t, injected, "faults were injected and counted")
+	require.Positive(t, failed, "internal errors reach the caller")
+	require.Less(t, failed, 20, "throttling and timeouts are retried by the SDK")
+}

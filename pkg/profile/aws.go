@@ -16,6 +16,7 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/awsconfig"
 	"github.com/jobfleet/jobfleet/pkg/blob/s3blob"
 	"github.com/jobfleet/jobfleet/pkg/config"
+	"github.com/jobfleet/jobfleet/pkg/errcode"
 	"github.com/jobfleet/jobfleet/pkg/fleet"
 	"github.com/jobfleet/jobfleet/pkg/fleet/ecsfleet"
 	"github.com/jobfleet/jobfleet/pkg/jobstore/dynamojobstore"
@@ -68,7 +69,31 @@ func openAWS(ctx context.Context, cfg config.Config, m *metrics.Metrics) (*Backe
 	if err != nil {
 		return nil, err
 	}
-	return OpenAWSWith(ctx, cfg, c)
+	return retryOpen(ctx, func() (*Backends, error) { return OpenAWSWith(ctx, cfg, c) })
+}
+
+// openPatience is how long a service keeps trying to open its backends
+// when AWS answers with errors worth retrying (the SDK has already retried
+// each call): a blip at start-up should not crash-loop a service.
+const openPatience = time.Minute
+
+func retryOpen(ctx context.Context, open func() (*Backends, error)) (*Backends, error) {
+	deadline := time.Now().Add(openPatience)
+	wait := 500 * time.Millisecond
+	for {
+		b, err := open()
+		if err == nil || !errcode.Retryable(err) || time.Now().Add(wait).After(deadline) {
+			return b, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 func awsClients(ctx context.Context, m *metrics.Metrics) (*Clients, error) {
