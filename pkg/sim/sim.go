@@ -26,14 +26,16 @@
 //     timeouts, resends, promotions, the work DLQ) every sweep interval,
 //     and reaper.Reaper.HandleEvent for fleet STOPPED events.
 //   - Workers (2-4, 1-4 jobs each): a step-driven model of the worker core
-//     (worker.go), taking the same decisions with the exported building
-//     blocks: receive, start, takeover or settle of an expired lease,
-//     stale-message deletion, dead-lettering of undecodable messages, the
-//     batched heartbeat (renew, cancel requests, lost leases, visibility),
-//     the handler's outcomes (success, failure, permanent, snooze, panic,
-//     timeout, cancelled, handed back), the fenced finish, the next message,
-//     the delete, drain with hand-back — and the running map keyed by job
-//     id, as pkg/worker has it.
+//     (worker.go) that takes its decisions with the core's own functions
+//     (pkg/worker's decide.go) and only sequences them: receive, start
+//     (with growing give-back delays when the store refuses it), takeover
+//     or settle of an expired lease, stale-message deletion,
+//     dead-lettering of undecodable messages, the batched heartbeat (renew,
+//     cancel requests, lost leases, visibility), the handler's outcomes
+//     (success, failure, permanent, snooze, panic, timeout, cancelled,
+//     handed back), the fenced finish, the next message, the delete, drain
+//     with hand-back; the running map is keyed by run, as pkg/worker has
+//     it.
 //   - Time: processes act when their timers are due (heartbeats every 10 s,
 //     sweeps every 5 s, handlers returning); the clock never jumps past a
 //     due timer by more than a moment, so a late heartbeat is a fault
@@ -144,8 +146,11 @@ type Result struct {
 	Steps, SettleSteps int
 	Settled            bool
 	SimTime            time.Duration // fake time the run covered
-	Faults             FaultStats
-	Notes              Notes
+	// MaxReceives is how many receives the work queue allows a message
+	// before its dead-letter queue (drawn from the seed).
+	MaxReceives int
+	Faults      FaultStats
+	Notes       Notes
 }
 
 // Notes counts what a run saw that breaks no invariant but is worth
@@ -155,18 +160,38 @@ type Notes struct {
 	// itself, whose lease had expired (it stalled, or its clock is slow),
 	// and took it over or settled it.
 	SelfTakeovers int
-	// OrphanedRuns: a run whose handler was still going was replaced in the
-	// worker's running map by a newer run of the same job (worker.go keys
-	// that map by job id), so no heartbeat renewed or handed it back.
-	OrphanedRuns int
-	// UntrackedRuns: a replaced run's handler returned and its delete from
-	// the running map removed the newer run of the same job, which then ran
-	// on with no heartbeat: its lease runs out under it.
-	UntrackedRuns int
-	// UntrackedExpired: of those, runs whose lease ran out while their
-	// handler ran (the attempt ended as lease_expired, a failure spent),
-	// although their worker was alive and well.
-	UntrackedExpired int
+	// Untracked: runs whose handler was still going but which had left
+	// their worker's running map when another of its handlers returned:
+	// no heartbeat renews them, no drain hands them back. pkg/worker once
+	// lost runs this way (its map was keyed by job id, and an old run's
+	// return deleted a newer run of the same job); there must be none.
+	Untracked int
+	// Overlaps: a worker started an attempt of a job while its own run of
+	// an earlier attempt was still in its handler (the job was re-queued
+	// under it: reclaimed at its deadline, or after its lease ran out).
+	// Both runs are tracked until each returns; the old one's next renewal
+	// finds its lease lost.
+	Overlaps int
+	// ExpiredUnderOwner: attempts whose lease ran out while a live worker
+	// ran them (they ended as lease_expired, a failure spent): it stalled,
+	// its clock was off, or its renewals failed. Without faults there are
+	// none: a run the worker stopped renewing would show here.
+	ExpiredUnderOwner int
+	// GiveBacks: work messages given back after a start the store refused
+	// (worker.GiveBackDelay); MaxGiveBackReceives is the highest receive
+	// count among them.
+	GiveBacks, MaxGiveBackReceives int
+}
+
+// Add adds o's counts to n (of MaxGiveBackReceives, it keeps the larger),
+// to sum up many runs.
+func (n *Notes) Add(o Notes) {
+	n.SelfTakeovers += o.SelfTakeovers
+	n.Untracked += o.Untracked
+	n.Overlaps += o.Overlaps
+	n.ExpiredUnderOwner += o.ExpiredUnderOwner
+	n.GiveBacks += o.GiveBacks
+	n.MaxGiveBackReceives = max(n.MaxGiveBackReceives, o.MaxGiveBackReceives)
 }
 
 // FaultStats counts the faults a run injected.
@@ -175,6 +200,7 @@ type FaultStats struct {
 	Queue                            faultqueue.Stats
 	Crashes, Drains, Stalls, Skewed  int
 	ReaperOutages, StoreOutages      int
+	LongestStoreOutage               time.Duration
 	EventsLost, EventsDuplicated     int
 	MalformedMessages, BadSubmission int
 }
@@ -219,14 +245,15 @@ type world struct {
 	disp    *dispatcher.Service
 	reapers []*reaperProc
 
-	rates    faultRates
-	faultsOn bool
-	settling bool
-	workers  []*worker
-	target   int
-	nextID   int
-	events   []fleetEvent
-	eventSeq int64
+	rates       faultRates
+	maxReceives int // the work queue's, before its DLQ
+	faultsOn    bool
+	settling    bool
+	workers     []*worker
+	target      int
+	nextID      int
+	events      []fleetEvent
+	eventSeq    int64
 
 	subs   []*submission
 	acked  []string // job ids acknowledged, in order
@@ -288,6 +315,7 @@ func Run(ctx context.Context, seed uint64, cfg *Config) (*Result, error) {
 		SettleSteps: settle,
 		Settled:     settled,
 		SimTime:     w.clk.Now().Sub(Epoch),
+		MaxReceives: w.maxReceives,
 		Faults:      w.stats,
 	}
 	res.Faults.Store = w.storeFault.Stats()
@@ -347,11 +375,11 @@ func newWorld(ctx context.Context, seed uint64, cfg *Config) (*world, error) {
 	}
 	// The services' default is 10 receives before the DLQ; fewer make the
 	// DLQ path (a job failed with the reason) common enough to exercise.
-	maxReceives := pick(rnd, []int{3, 5, 10, 10})
-	if err := broker.CreateQueue(ctx, "work", memqueue.Config{Visibility: visibility, DeadLetter: "work-dlq", MaxReceives: maxReceives}); err != nil {
+	w.maxReceives = pick(rnd, []int{3, 5, 10, 10})
+	if err := broker.CreateQueue(ctx, "work", memqueue.Config{Visibility: visibility, DeadLetter: "work-dlq", MaxReceives: w.maxReceives}); err != nil {
 		return nil, err
 	}
-	w.tracef("work queue: visibility %s, dead-letter after %d receives", visibility, maxReceives)
+	w.tracef("work queue: visibility %s, dead-letter after %d receives", visibility, w.maxReceives)
 	workD, err := broker.Open(ctx, "work")
 	if err != nil {
 		return nil, err
@@ -496,6 +524,7 @@ func (w *world) once() {
 			add("store", "outage", "", w.rates.storeOutage, func() bool {
 				w.storeDownUntil = now.Add(time.Duration(5+w.rnd.IntN(55)) * time.Second)
 				w.stats.StoreOutages++
+				w.stats.LongestStoreOutage = max(w.stats.LongestStoreOutage, w.storeDownUntil.Sub(now))
 				w.tracef("store down for %s", w.storeDownUntil.Sub(now))
 				return true
 			})

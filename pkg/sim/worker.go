@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/errcode"
@@ -10,32 +11,21 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/queue"
 	"github.com/jobfleet/jobfleet/pkg/work"
+	workercore "github.com/jobfleet/jobfleet/pkg/worker"
 )
 
 // The worker model.
 //
 // pkg/worker runs each job in its own goroutine on real timers, which a
-// seeded scheduler cannot drive step by step, and its decisions are
-// private. This model takes the same steps, each one scheduler step so that
-// a crash can fall between any two, and makes the same decisions with the
-// exported building blocks (job.Policy, job.LeaseExpired, job.CanTakeover,
-// work.Enqueue, jobstore.Store, queue.Queue). Each function names the
-// worker.go function it follows; a change there must be made here too.
-//
-// What would let both share one implementation: pkg/worker exporting its
-// decisions as pure functions — how a lost start is resolved (stale,
-// takeover, settle: conflict), how a handler's result becomes a job.End
-// (outcome, with the cancel causes exported), what a renewal error means
-// for the lease (heartbeat), what a finish error means for the message
-// (commit), the retry backoff — which this model would then call.
-
-// Causes with which a running job's context ends (worker.go's errLeaseLost,
-// errCancelRequested, errHandBack, errTimeout).
-var (
-	errLeaseLost       = errors.New("lease lost")
-	errCancelRequested = errors.New("cancel requested")
-	errHandBack        = errors.New("worker draining: handed back")
-)
+// seeded scheduler cannot drive step by step. This model takes the same
+// steps, each one scheduler step so that a crash can fall between any two,
+// and makes its decisions with the functions the worker core itself calls
+// (pkg/worker's decide.go: ResolveStart, AttemptEnd and the context
+// causes, RenewalResult, LostCondition, Backoff, GiveBackDelay,
+// NearVisibilityCap), with jitter drawn from the run's seeded source. What
+// remains here is the sequencing: each function names the worker.go
+// function whose steps it follows, and a change to those steps must be
+// made here too.
 
 // worker is one simulated worker process.
 type worker struct {
@@ -52,9 +42,11 @@ type worker struct {
 
 	inbox []*queue.Message // received, not yet started
 	runs  []*run           // launched, not yet committed (worker.go's goroutines)
-	// running is worker.go's running map, in insertion order: the runs the
-	// heartbeat and the drain see, one per job id. A run of a job that
-	// another run of the same job replaced is no longer in it.
+	// running is worker.go's running map, in launch order: the runs whose
+	// handler has not returned, which the heartbeat renews and the drain
+	// hands back. Like the map, it is keyed by run: two runs of one job
+	// (a job re-queued under its old run and started again here) are both
+	// in it.
 	running       []*run
 	nextHeartbeat time.Time // fake time
 }
@@ -87,7 +79,7 @@ type run struct {
 	cur        *job.Job  // the owner's copy of the record
 	lost       bool
 	msgDeleted bool
-	untracked  bool // dropped from worker.running by another run's return
+	untracked  bool // counted in Notes.Untracked
 
 	script    script
 	doneAt    time.Time // fake time the handler returns by itself
@@ -237,7 +229,6 @@ func (wk *worker) startAll() bool {
 	now := wk.now()
 	var changes []job.Change
 	var held []*queue.Message
-	var ids []job.Message
 	for _, m := range msgs {
 		jm, err := job.DecodeMessage(m.Body)
 		if err != nil {
@@ -246,65 +237,71 @@ func (wk *worker) startAll() bool {
 		}
 		changes = append(changes, w.policy.Start(jm, wk.id, now))
 		held = append(held, m)
-		ids = append(ids, jm)
 	}
 	if len(changes) == 0 {
 		return true
 	}
 	res, err := w.store.Apply(w.ctx, changes...)
 	if err != nil {
-		// Let the messages come back soon rather than after the whole
-		// visibility timeout.
-		vc := make([]queue.VisibilityChange, len(held))
-		for i, m := range held {
-			vc[i] = queue.VisibilityChange{Handle: m.Handle, Timeout: 2 * time.Second}
-		}
-		_, _ = w.work.ChangeVisibility(w.ctx, vc...)
+		wk.giveBackLater(held)
 		return true
 	}
+	var later []*queue.Message
 	for i, r := range res {
 		m := held[i]
 		switch {
 		case r.Err == nil:
 			wk.launch(r.Job, m)
 		case errors.Is(r.Err, errcode.FailedPrecondition):
-			wk.conflict(m, ids[i], r.Job, now)
+			wk.conflict(m, r.Job, now)
 		case errors.Is(r.Err, errcode.NotFound):
 			wk.deleteMessage(m)
 		default:
-			// Unknown: the message comes back after its visibility timeout.
+			later = append(later, m)
 		}
+	}
+	if len(later) > 0 {
+		wk.giveBackLater(later)
 	}
 	return true
 }
 
-// conflict follows conflict: take over an expired lease, settle a job a
-// takeover would exhaust (or with a cancel pending), or drop a stale
-// message.
-func (wk *worker) conflict(m *queue.Message, jm job.Message, cur *job.Job, now time.Time) {
+// giveBackLater follows giveBackLater: messages whose start the store
+// refused come back after GiveBackDelay.
+func (wk *worker) giveBackLater(msgs []*queue.Message) {
 	w := wk.w
-	if cur == nil || !job.LeaseExpired(cur, now) {
-		wk.deleteMessage(m) // stale
+	vc := make([]queue.VisibilityChange, len(msgs))
+	for i, m := range msgs {
+		vc[i] = queue.VisibilityChange{Handle: m.Handle, Timeout: workercore.GiveBackDelay(m.ReceiveCount, visibility)}
+		w.notes.GiveBacks++
+		w.notes.MaxGiveBackReceives = max(w.notes.MaxGiveBackReceives, m.ReceiveCount)
+	}
+	_, _ = w.work.ChangeVisibility(w.ctx, vc...)
+}
+
+// conflict follows conflict (ResolveStart): take over an expired lease,
+// settle a job a takeover would exhaust (or with a cancel pending), or
+// drop a stale message.
+func (wk *worker) conflict(m *queue.Message, cur *job.Job, now time.Time) {
+	w := wk.w
+	res, change := workercore.ResolveStart(w.policy, cur, wk.id, now)
+	if res == workercore.Stale {
+		wk.deleteMessage(m)
 		return
 	}
 	if cur.Owner == wk.id {
 		w.notes.SelfTakeovers++ // its own job, whose lease ran out while it ran it
 	}
-	if job.CanTakeover(cur, now) {
-		n, err := w.store.ApplyOne(w.ctx, w.policy.Takeover(cur, wk.id, now))
-		if err == nil {
-			w.tracef("%s took over %s at attempt %d from %s", wk.id, cur.ID, n.Attempt, cur.Owner)
-			wk.launch(n, m)
-			return
-		}
-		wk.deleteMessage(m) // takeover lost
+	n, err := w.store.ApplyOne(w.ctx, change)
+	switch {
+	case res == workercore.TakeOver && err == nil:
+		w.tracef("%s took over %s at attempt %d from %s", wk.id, cur.ID, n.Attempt, cur.Owner)
+		wk.launch(n, m)
 		return
-	}
-	n, err := w.store.ApplyOne(w.ctx, w.policy.Reclaim(cur, now, job.End{Outcome: job.OutcomeLeaseExpired, Reason: "lease of " + cur.Owner + " expired"}))
-	if err == nil && n.Status == job.Queued {
+	case res == workercore.Settle && err == nil && n.Status == job.Queued:
 		wk.enqueue(n)
 	}
-	wk.deleteMessage(m)
+	wk.deleteMessage(m) // stale: a lost takeover, or settled
 }
 
 // deadLetter follows deadLetter: an undecodable message goes to the DLQ
@@ -354,23 +351,14 @@ func (wk *worker) launch(j *job.Job, m *queue.Message) {
 	}
 	deadline := j.StartedAt.Add(time.Duration(j.Timeout))
 	r.timeoutAt = t.Add(deadline.Sub(wk.now()))
-	wk.runs = append(wk.runs, r)
-	// w.running[j.ID] = r: a run of the same job still in the map is
-	// replaced, and no longer heartbeated or handed back.
-	replaced := false
-	for i, x := range wk.running {
-		if x.cur.ID == j.ID {
-			if x.inHandler(t) {
-				w.notes.OrphanedRuns++
-				w.tracef("%s: run of %s attempt %d replaced by attempt %d in the running map", wk.id, j.ID, x.cur.Attempt, j.Attempt)
-			}
-			wk.running[i], replaced = r, true
-			break
+	for _, x := range wk.running {
+		if x.cur.ID == j.ID && x.inHandler(t) {
+			w.notes.Overlaps++
+			w.tracef("%s: %s attempt %d starts while its attempt %d still runs here", wk.id, j.ID, j.Attempt, x.cur.Attempt)
 		}
 	}
-	if !replaced {
-		wk.running = append(wk.running, r)
-	}
+	wk.runs = append(wk.runs, r)
+	wk.running = append(wk.running, r) // w.running[r]
 	w.tracef("%s runs %s attempt %d: %s in %s", wk.id, j.ID, j.Attempt, r.script.outcome, r.script.dur)
 }
 
@@ -415,39 +403,41 @@ func (wk *worker) draw(j *job.Job) script {
 	return s
 }
 
-// handlerReturned follows the rest of execute: the handler's result
-// becomes an outcome (outcome); a lost lease commits nothing.
+// handlerReturned follows the rest of execute: what the handler returned
+// and its context's cause become the attempt's end (AttemptEnd); the run
+// leaves the running map; a lost lease commits nothing.
 func (wk *worker) handlerReturned(r *run) bool {
 	w := wk.w
 	j := r.cur
-	// outcome: a panic, then a success, count whatever the context did;
-	// any other result after the context ended is the context's outcome.
-	ctxEnded := r.ctxEnd().Before(r.doneAt)
-	byItself := !r.ctxEnd().Add(r.stopLatency).Before(r.doneAt)
-	switch {
-	case byItself && (r.script.outcome == job.OutcomeSucceeded || r.script.outcome == job.OutcomePanic || !ctxEnded):
-		r.end = wk.scripted(r)
-		w.rec.Record(invariant.Event{Kind: invariant.Executed, Job: j.ID, Attempt: j.Attempt, Owner: wk.id, Outcome: r.end.Outcome})
-	case r.cause != nil && r.causeAt.Before(r.timeoutAt):
-		r.end = endOf(r.cause, j)
-	default:
-		r.end = job.End{Outcome: job.OutcomeTimeout, Reason: fmt.Sprintf("ran past its timeout of %s", j.Timeout), Delay: wk.retryDelay(j)}
+	// The context ended before the handler returned: by its deadline, or
+	// by the first cancel.
+	var cause error
+	if r.ctxEnd().Before(r.doneAt) {
+		cause = workercore.ErrTimeout
+		if r.cause != nil && r.causeAt.Before(r.timeoutAt) {
+			cause = r.cause
+		}
 	}
-	// delete(w.running, j.ID), at the moment the handler returned: it
-	// removes whichever run of the job is in the map then.
+	// A handler that did not notice its context ending in time ran to
+	// completion with its scripted return; one that noticed returns the
+	// context's error.
+	ret := workercore.Return{Err: cause}
+	if !r.ctxEnd().Add(r.stopLatency).Before(r.doneAt) {
+		ret = wk.scripted(r)
+		w.rec.Record(invariant.Event{Kind: invariant.Executed, Job: j.ID, Attempt: j.Attempt, Owner: wk.id, Outcome: r.script.outcome})
+	}
+	r.end = workercore.AttemptEnd(j, ret, cause, wk.retryDelay(j))
+	// delete(w.running, r)
 	for i, x := range wk.running {
-		if x.cur.ID == j.ID && (x == r || x.launchedAt.Before(r.returnAt())) {
-			if x != r && x.inHandler(w.clk.Now()) {
-				x.untracked = true
-				w.notes.UntrackedRuns++
-				w.tracef("%s: %s attempt %d returned and dropped attempt %d from the running map", wk.id, j.ID, j.Attempt, x.cur.Attempt)
-			}
+		if x == r {
 			wk.running = append(wk.running[:i], wk.running[i+1:]...)
 			break
 		}
 	}
-	if r.lost || errors.Is(r.cause, errLeaseLost) {
+	wk.checkTracked()
+	if r.lost || errors.Is(cause, workercore.ErrLeaseLost) {
 		w.tracef("%s: lease of %s lost; committing nothing", wk.id, j.ID)
+		wk.noteLost(r)
 		if !r.msgDeleted {
 			wk.deleteMessage(r.msg)
 		}
@@ -458,43 +448,39 @@ func (wk *worker) handlerReturned(r *run) bool {
 	return true
 }
 
-// endOf follows outcome for a handler whose context ended first.
-func endOf(cause error, j *job.Job) job.End {
-	switch {
-	case errors.Is(cause, errLeaseLost):
-		return job.End{Outcome: job.OutcomeFailed, Reason: "lease lost"}
-	case errors.Is(cause, errCancelRequested):
-		return job.End{Outcome: job.OutcomeCancelled, Reason: "cancel requested"}
-	default: // errHandBack
-		return job.End{Outcome: job.OutcomeHandedBack, Reason: "worker stopping"}
+// checkTracked counts the runs whose handler still runs but which are no
+// longer in the running map (Notes.Untracked): nothing renews their lease
+// or hands them back.
+func (wk *worker) checkTracked() {
+	t := wk.w.clk.Now()
+	for _, x := range wk.runs {
+		if !x.untracked && x.inHandler(t) && !slices.Contains(wk.running, x) {
+			x.untracked = true
+			wk.w.notes.Untracked++
+			wk.w.tracef("%s: %s attempt %d runs untracked", wk.id, x.cur.ID, x.cur.Attempt)
+		}
 	}
 }
 
-// scripted follows outcome for a handler that returned by itself.
-func (wk *worker) scripted(r *run) job.End {
-	j := r.cur
+// scripted is what the handler returns when it runs to completion.
+func (wk *worker) scripted(r *run) workercore.Return {
 	switch r.script.outcome {
 	case job.OutcomeSucceeded:
-		return job.End{Outcome: job.OutcomeSucceeded, Result: fmt.Appendf(nil, `{"by":%q,"attempt":%d}`, wk.id, j.Attempt)}
+		return workercore.Return{Result: fmt.Appendf(nil, `{"by":%q,"attempt":%d}`, wk.id, r.cur.Attempt)}
 	case job.OutcomePanic:
-		return job.End{Outcome: job.OutcomePanic, Reason: "panic: simulated", Delay: wk.retryDelay(j)}
+		return workercore.Return{Panic: "panic: simulated"}
 	case job.OutcomeSnoozed:
-		return job.End{Outcome: job.OutcomeSnoozed, Reason: fmt.Sprintf("snooze %s", r.script.delay), Delay: r.script.delay}
+		return workercore.Return{Err: workercore.Snooze(r.script.delay)}
 	case job.OutcomePermanent:
-		return job.End{Outcome: job.OutcomePermanent, Reason: "simulated permanent error"}
+		return workercore.Return{Err: workercore.Permanent(errors.New("simulated permanent error"))}
 	}
-	return job.End{Outcome: job.OutcomeFailed, Reason: "simulated error", Delay: wk.retryDelay(j)}
+	return workercore.Return{Err: errors.New("simulated error")}
 }
 
-// retryDelay follows retryDelay and backoff: base × 2^(failures), capped,
-// jittered between half and all of it.
+// retryDelay follows retryDelay, with the jitter drawn from the run's
+// seeded source.
 func (wk *worker) retryDelay(j *job.Job) time.Duration {
-	d := retryBase
-	for i := 1; i < j.Failures+1 && d < retryMax; i++ {
-		d *= 2
-	}
-	d = min(d, retryMax)
-	return d/2 + time.Duration(wk.w.rnd.Float64()*float64(d/2))
+	return workercore.Backoff(j.Failures+1, retryBase, retryMax, wk.w.rnd.Float64())
 }
 
 // commit follows commit, one step per write: the fenced outcome, the next
@@ -505,11 +491,9 @@ func (wk *worker) commit(r *run) bool {
 	case commitOutcome:
 		n, err := w.store.ApplyOne(w.ctx, w.policy.Finish(r.cur, wk.now(), r.end))
 		switch {
-		case errors.Is(err, errcode.FailedPrecondition), errors.Is(err, errcode.NotFound):
+		case workercore.LostCondition(err):
 			w.tracef("%s: lease of %s lost before its outcome was written", wk.id, r.cur.ID)
-			if r.untracked && wk.expiredUnder(r) {
-				w.notes.UntrackedExpired++
-			}
+			wk.noteLost(r)
 			r.stage = commitDelete
 		case err != nil:
 			// Unknown whether it landed: keep the message for redelivery.
@@ -532,19 +516,21 @@ func (wk *worker) commit(r *run) bool {
 	return true
 }
 
-// expiredUnder reports whether the reaper or another worker ended r's
-// attempt as lease_expired: its lease ran out while its handler ran.
-func (wk *worker) expiredUnder(r *run) bool {
+// noteLost counts a run that found its attempt lost (Notes.ExpiredUnderOwner)
+// when the reaper or another worker ended the attempt as lease_expired:
+// its lease ran out while this live worker ran it.
+func (wk *worker) noteLost(r *run) {
 	j, err := wk.w.truth.Get(wk.w.ctx, r.cur.ID)
 	if err != nil {
-		return false
+		return
 	}
 	for _, h := range j.History {
-		if h.Attempt == r.cur.Attempt {
-			return h.Outcome == job.OutcomeLeaseExpired
+		if h.Attempt == r.cur.Attempt && h.Outcome == job.OutcomeLeaseExpired {
+			wk.w.notes.ExpiredUnderOwner++
+			wk.w.tracef("%s: lease of %s attempt %d ran out while it ran here", wk.id, r.cur.ID, r.cur.Attempt)
+			return
 		}
 	}
-	return false
 }
 
 func (wk *worker) remove(r *run) {
@@ -582,21 +568,15 @@ func (wk *worker) heartbeat() bool {
 		if err == nil {
 			rerr = res[i].Err
 		}
-		switch {
-		case rerr == nil:
+		switch workercore.RenewalResult(rerr, r.cur, now, heartbeat) {
+		case workercore.Renewed:
 			r.cur = res[i].Job
 			if r.cur.CancelRequested {
-				r.cancel(errCancelRequested, t)
+				r.cancel(workercore.ErrCancelRequested, t)
 			}
-		case errors.Is(rerr, errcode.FailedPrecondition), errors.Is(rerr, errcode.NotFound):
+		case workercore.LeaseLost:
 			r.lost = true
-			r.cancel(errLeaseLost, t)
-		default:
-			// Unknown: give the job up before its lease can run out under us.
-			if r.cur.LeaseUntil.Before(now.Add(heartbeat)) {
-				r.lost = true
-				r.cancel(errLeaseLost, t)
-			}
+			r.cancel(workercore.ErrLeaseLost, t)
 		}
 	}
 	var vc []queue.VisibilityChange
@@ -604,7 +584,7 @@ func (wk *worker) heartbeat() bool {
 		if r.msgDeleted || r.lost {
 			continue
 		}
-		if r.receivedAt.Add(queue.MaxVisibility - time.Minute).Before(now.Add(visibility + heartbeat)) {
+		if workercore.NearVisibilityCap(r.receivedAt, now, visibility, heartbeat) {
 			wk.deleteMessage(r.msg)
 			r.msgDeleted = true
 			continue
@@ -653,7 +633,7 @@ func (wk *worker) handBack() bool {
 	wk.handedBack = true
 	t := wk.w.clk.Now()
 	for _, r := range wk.tracked(t) {
-		r.cancel(errHandBack, t)
+		r.cancel(workercore.ErrHandBack, t)
 	}
 	return true
 }

@@ -59,7 +59,9 @@ const MaxProgress = 4 << 10
 // remain; Permanent(err) fails the job at once; Snooze(d) runs it again
 // after d without spending an attempt. ctx ends when the attempt's timeout
 // passes, the job is cancelled, the worker loses the lease, or the worker
-// hands the job back while draining; a handler should return promptly then.
+// hands the job back while draining (context.Cause(ctx) is ErrTimeout,
+// ErrCancelRequested, ErrLeaseLost or ErrHandBack); a handler should return
+// promptly then.
 // A panic is a failed attempt.
 type Handler interface {
 	Handle(ctx context.Context, j *Job) (json.RawMessage, error)

@@ -2,10 +2,8 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"time"
 
-	"github.com/jobfleet/jobfleet/pkg/errcode"
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/queue"
 )
@@ -25,9 +23,6 @@ func (w *Worker) heartbeatLoop() {
 		}
 	}
 }
-
-// visibilityMargin keeps the last visibility extension clear of SQS's cap.
-const visibilityMargin = time.Minute
 
 // heartbeat renews the leases of all running jobs in one batched write and
 // extends their messages' visibility in batched calls.
@@ -59,25 +54,20 @@ func (w *Worker) heartbeat(ctx context.Context) {
 			rerr = res[i].Err
 		}
 		r.mu.Lock()
-		switch {
-		case rerr == nil:
+		switch RenewalResult(rerr, r.cur, now, w.o.Heartbeat) {
+		case Renewed:
 			r.cur = res[i].Job
 			if r.cur.CancelRequested {
-				r.cancel(errCancelRequested)
+				r.cancel(ErrCancelRequested)
 			}
-		case errors.Is(rerr, errcode.FailedPrecondition), errors.Is(rerr, errcode.NotFound):
-			r.lost = true
-			r.cancel(errLeaseLost)
-		default:
-			// Unknown: keep the progress for the next try, and give up the
-			// job before its lease can run out under us.
+		case RenewalUnknown:
+			// Keep the progress for the next try.
 			if r.progress == nil {
 				r.progress = progress[i]
 			}
-			if r.cur.LeaseUntil.Before(now.Add(w.o.Heartbeat)) {
-				r.lost = true
-				r.cancel(errLeaseLost)
-			}
+		case LeaseLost:
+			r.lost = true
+			r.cancel(ErrLeaseLost)
 		}
 		r.mu.Unlock()
 	}
@@ -99,7 +89,7 @@ func (w *Worker) extendVisibility(ctx context.Context, runs []*run, now time.Tim
 		if deleted || lost {
 			continue
 		}
-		if r.receivedAt.Add(queue.MaxVisibility - visibilityMargin).Before(now.Add(w.o.Visibility + w.o.Heartbeat)) {
+		if NearVisibilityCap(r.receivedAt, now, w.o.Visibility, w.o.Heartbeat) {
 			drop = append(drop, r)
 			continue
 		}

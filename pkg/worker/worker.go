@@ -10,20 +10,32 @@
 //     attempt (one batched Apply for the whole receive). A job RUNNING with
 //     an expired lease is taken over (attempt+1, a failure spent); one that
 //     a failure more would exhaust, or with a cancel request, is reclaimed
-//     instead. Anything else is a stale message: deleted.
+//     instead. Anything else is a stale message: deleted (ResolveStart).
+//     A start the store refuses (the whole write, or its entry) gives its
+//     message back after GiveBackDelay, which grows with the message's
+//     receive count, so an outage of minutes does not exhaust the work
+//     queue's receives and dead-letter healthy jobs.
 //  3. Heartbeat: one goroutine renews every running job's lease in one
 //     batched Apply (fenced on owner and attempt, carrying progress and
 //     reading back cancel requests) and extends the messages' visibility.
 //     A renewal that loses its condition means the lease is lost: the
-//     handler's context is cancelled and the attempt commits nothing. A
-//     message nearing SQS's 12 h visibility cap is deleted and the job goes
-//     on under its lease alone.
-//  4. Finish: results above the inline limit and the attempt's log go to the
-//     blob store first; then one fenced write records the outcome; a retry
-//     (or hand-back, or snooze) sends the job's next message; last, the
-//     received message is deleted. A crash between any two of these steps
-//     is recovered by the reaper (lease expiry, resend of queued jobs) and
-//     by fencing (a stale message cannot start anything).
+//     handler's context is cancelled and the attempt commits nothing
+//     (RenewalResult). Every run is tracked until its own handler returns,
+//     also when its job was re-queued under it and started again here (the
+//     old run's next renewal then finds its lease lost). A message nearing
+//     SQS's 12 h visibility cap is deleted and the job goes on under its
+//     lease alone (NearVisibilityCap).
+//  4. Finish: the handler's return and its context's cause make the
+//     attempt's outcome (AttemptEnd; a retry waits Backoff). Results above
+//     the inline limit and the attempt's log go to the blob store first;
+//     then one fenced write records the outcome; a retry (or hand-back, or
+//     snooze) sends the job's next message; last, the received message is
+//     deleted. A crash between any two of these steps is recovered by the
+//     reaper (lease expiry, resend of queued jobs) and by fencing (a stale
+//     message cannot start anything).
+//
+// The decisions of steps 2-4 are pure functions (decide.go), shared with
+// the protocol's simulation (package sim).
 //
 // # Lifecycle
 //
@@ -126,14 +138,6 @@ func cmpOr[T comparable](v, def T) T {
 	return v
 }
 
-// Causes with which a running job's context ends.
-var (
-	errLeaseLost       = errors.New("lease lost")
-	errCancelRequested = errors.New("cancel requested")
-	errHandBack        = errors.New("worker draining: handed back")
-	errTimeout         = errors.New("attempt timed out")
-)
-
 // Worker runs jobs. Make one with New.
 type Worker struct {
 	id    string
@@ -145,8 +149,13 @@ type Worker struct {
 	log   *slog.Logger
 	m     *metrics.Metrics
 
-	mu      sync.Mutex
-	running map[string]*run // by job id
+	mu sync.Mutex
+	// running holds every run whose handler has not returned, keyed by
+	// run: a job re-queued while its handler still runs (reclaimed after
+	// a timeout or an expired lease) may start again here, and then both
+	// runs are tracked until each returns (the old one's next renewal
+	// finds its lease lost).
+	running map[*run]struct{}
 
 	slots      chan struct{}
 	lastActive atomic.Int64 // unix nanos of the last receive or finish
@@ -185,7 +194,7 @@ func New(id string, store *jobstore.Store, work *queue.Queue, bucket *blob.Bucke
 		id: id, store: store, work: work, blob: bucket, reg: reg, o: o,
 		log:     o.Logger.With("owner", id),
 		m:       o.Metrics,
-		running: map[string]*run{},
+		running: map[*run]struct{}{},
 		slots:   make(chan struct{}, o.Concurrency),
 		idle:    make(chan struct{}),
 	}
@@ -220,7 +229,9 @@ func (w *Worker) Done() <-chan struct{} { return w.idle }
 // Healthy reports whether the worker takes work (false once draining).
 func (w *Worker) Healthy() bool { return !w.draining.Load() }
 
-// Running returns how many jobs are running.
+// Running returns how many runs are in progress: handlers that have not
+// returned (a job re-queued while its old handler still runs may count
+// twice, once per attempt).
 func (w *Worker) Running() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -241,7 +252,7 @@ func (w *Worker) Stop() {
 			w.log.Info("draining", "running", n, "budget", w.o.DrainTimeout.String())
 			if !waitFor(&w.jobsWG, w.o.DrainTimeout) {
 				for _, r := range w.snapshot() {
-					r.cancel(errHandBack)
+					r.cancel(ErrHandBack)
 				}
 			}
 		}
@@ -271,7 +282,7 @@ func (w *Worker) snapshot() []*run {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := make([]*run, 0, len(w.running))
-	for _, r := range w.running {
+	for r := range w.running {
 		out = append(out, r)
 	}
 	return out
@@ -408,18 +419,11 @@ func (w *Worker) startAll(ctx context.Context, msgs []*queue.Message) {
 	if err != nil {
 		w.m.Errors.WithLabelValues("worker", "start").Inc()
 		w.log.Error("start jobs", "n", len(changes), "err", err)
-		// Let the messages come back soon rather than after the whole
-		// visibility timeout.
-		cctx, cancel := w.commitCtx()
-		defer cancel()
-		vc := make([]queue.VisibilityChange, len(held))
-		for i, m := range held {
-			vc[i] = queue.VisibilityChange{Handle: m.Handle, Timeout: 2 * time.Second}
-		}
-		_, _ = w.work.ChangeVisibility(cctx, vc...)
+		w.giveBackLater(held)
 		w.release(len(held))
 		return
 	}
+	var later []*queue.Message
 	for i, r := range res {
 		m := held[i]
 		switch {
@@ -432,24 +436,47 @@ func (w *Worker) startAll(ctx context.Context, msgs []*queue.Message) {
 		default:
 			w.m.Errors.WithLabelValues("worker", "start").Inc()
 			w.log.Error("start job", "job_id", ids[i].ID, "attempt", ids[i].Attempt+1, "err", r.Err)
-			w.release(1)
+			later = append(later, m)
 		}
+	}
+	if len(later) > 0 {
+		w.giveBackLater(later)
+		w.release(len(later))
 	}
 }
 
-// conflict handles a message whose start lost: take over an expired lease,
-// reclaim a job a takeover would exhaust, or drop a stale message.
+// giveBackLater makes messages whose jobs could not be started visible
+// again after GiveBackDelay: sooner than the visibility timeout, and later
+// with each receive, so that a store outage does not spend their receives
+// (see GiveBackDelay). If the change fails, they come back after the
+// visibility timeout.
+func (w *Worker) giveBackLater(msgs []*queue.Message) {
+	ctx, cancel := w.commitCtx()
+	defer cancel()
+	vc := make([]queue.VisibilityChange, len(msgs))
+	for i, m := range msgs {
+		vc[i] = queue.VisibilityChange{Handle: m.Handle, Timeout: GiveBackDelay(m.ReceiveCount, w.o.Visibility)}
+	}
+	if _, err := w.work.ChangeVisibility(ctx, vc...); err != nil {
+		w.log.Warn("give back messages", "n", len(msgs), "err", err)
+	}
+}
+
+// conflict handles a message whose start lost (ResolveStart): take over an
+// expired lease, settle a job a takeover would exhaust, or drop a stale
+// message.
 func (w *Worker) conflict(ctx context.Context, m *queue.Message, jm job.Message, cur *job.Job, now time.Time) {
-	if cur == nil || !job.LeaseExpired(cur, now) {
+	res, change := ResolveStart(w.o.Policy, cur, w.id, now)
+	switch res {
+	case Stale:
 		why := "job not startable"
 		if cur != nil {
 			why = fmt.Sprintf("job is %s at attempt %d", cur.Status, cur.Attempt)
 		}
 		w.stale(m, jm, why)
 		return
-	}
-	if job.CanTakeover(cur, now) {
-		n, err := w.store.ApplyOne(ctx, w.o.Policy.Takeover(cur, w.id, now))
+	case TakeOver:
+		n, err := w.store.ApplyOne(ctx, change)
 		if err == nil {
 			w.log.Info("took over job with expired lease", "job_id", cur.ID, "attempt", n.Attempt, "previous_owner", cur.Owner)
 			w.launch(n, m)
@@ -459,7 +486,7 @@ func (w *Worker) conflict(ctx context.Context, m *queue.Message, jm job.Message,
 		return
 	}
 	// A failure more exhausts it, or a cancel is pending: settle it now.
-	n, err := w.store.ApplyOne(ctx, w.o.Policy.Reclaim(cur, now, job.End{Outcome: job.OutcomeLeaseExpired, Reason: "lease of " + cur.Owner + " expired"}))
+	n, err := w.store.ApplyOne(ctx, change)
 	if err == nil {
 		w.m.Reclaims.WithLabelValues(string(job.OutcomeLeaseExpired)).Inc()
 		w.log.Info("settled job with expired lease", "job_id", cur.ID, "attempt", cur.Attempt, "status", n.Status)
@@ -533,17 +560,6 @@ func (w *Worker) enqueue(j *job.Job) {
 	}
 }
 
-// backoff is the retry delay after the given number of failures: base ×
-// 2^(failures-1), capped, jittered to between half and all of it.
-func backoff(failures int, base, maxD time.Duration, r float64) time.Duration {
-	d := base
-	for i := 1; i < failures && d < maxD; i++ {
-		d *= 2
-	}
-	d = min(d, maxD)
-	return d/2 + time.Duration(r*float64(d/2))
-}
-
 // run is one running job.
 type run struct {
 	msg        *queue.Message
@@ -569,7 +585,7 @@ func (w *Worker) launch(j *job.Job, m *queue.Message) {
 	ctx, cancel := context.WithCancelCause(w.runCtx)
 	r := &run{msg: m, receivedAt: now, cancel: cancel, cur: j}
 	w.mu.Lock()
-	w.running[j.ID] = r
+	w.running[r] = struct{}{}
 	n := len(w.running)
 	w.mu.Unlock()
 	w.m.Running.Set(float64(n))
@@ -591,12 +607,6 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-type handlerResult struct {
-	result json.RawMessage
-	err    error
-	panic  string
-}
-
 // execute runs the handler and commits its outcome.
 func (w *Worker) execute(ctx context.Context, r *run) {
 	j := r.job()
@@ -605,7 +615,7 @@ func (w *Worker) execute(ctx context.Context, r *run) {
 	// The deadline is on the injected clock; the context's timer runs on
 	// real time, so hand it the time left.
 	deadline := j.StartedAt.Add(time.Duration(j.Timeout))
-	hctx, hcancel := context.WithTimeoutCause(ctx, deadline.Sub(w.o.Clock.Now()), errTimeout)
+	hctx, hcancel := context.WithTimeoutCause(ctx, deadline.Sub(w.o.Clock.Now()), ErrTimeout)
 	defer hcancel()
 
 	logs := newLogBuffer(w.o.MaxLogBytes)
@@ -615,24 +625,28 @@ func (w *Worker) execute(ctx context.Context, r *run) {
 		Log: logs, Logger: log,
 		progress: func(b json.RawMessage) { r.mu.Lock(); r.progress = b; r.mu.Unlock() },
 	}
-	var res handlerResult
+	var ret Return
 	h, ok := w.reg.Lookup(j.Type)
 	switch {
 	case !ok:
-		res.err = fmt.Errorf("no handler for type %q on worker %s (it serves %v)", j.Type, w.id, w.reg.Types())
+		ret.Err = fmt.Errorf("no handler for type %q on worker %s (it serves %v)", j.Type, w.id, w.reg.Types())
 	default:
 		payload, err := w.payload(hctx, j)
 		if err != nil {
-			res.err = err
+			ret.Err = err
 			break
 		}
 		hj.Payload = payload
-		res = w.callHandler(hctx, h, hj)
+		ret = w.callHandler(hctx, h, hj)
 	}
-	end := w.outcome(hctx, j, res)
+	var cause error
+	if hctx.Err() != nil {
+		cause = context.Cause(hctx)
+	}
+	end := AttemptEnd(j, ret, cause, w.retryDelay(j))
 
 	w.mu.Lock()
-	delete(w.running, j.ID)
+	delete(w.running, r)
 	n := len(w.running)
 	w.mu.Unlock()
 	w.m.Running.Set(float64(n))
@@ -642,7 +656,7 @@ func (w *Worker) execute(ctx context.Context, r *run) {
 	lost, cur, msgDeleted := r.lost, r.cur, r.msgDeleted
 	r.mu.Unlock()
 	w.m.RunTime.WithLabelValues(j.Type, string(end.Outcome)).Observe(w.o.Clock.Now().Sub(started).Seconds())
-	if lost || errors.Is(context.Cause(hctx), errLeaseLost) {
+	if lost || errors.Is(cause, ErrLeaseLost) {
 		w.m.LeasesLost.WithLabelValues(j.Type).Inc()
 		log.Warn("lease lost; committing nothing")
 		if !msgDeleted {
@@ -670,17 +684,17 @@ func (w *Worker) payload(ctx context.Context, j *job.Job) (json.RawMessage, erro
 
 // callHandler runs h, turning a panic into a result, and gives up waiting
 // AbandonAfter after ctx ends.
-func (w *Worker) callHandler(ctx context.Context, h Handler, hj *Job) handlerResult {
-	ch := make(chan handlerResult, 1)
+func (w *Worker) callHandler(ctx context.Context, h Handler, hj *Job) Return {
+	ch := make(chan Return, 1)
 	go func() {
-		var res handlerResult
+		var ret Return
 		defer func() {
 			if p := recover(); p != nil {
-				res = handlerResult{panic: fmt.Sprintf("panic: %v\n%s", p, debug.Stack())}
+				ret = Return{Panic: fmt.Sprintf("panic: %v\n%s", p, debug.Stack())}
 			}
-			ch <- res
+			ch <- ret
 		}()
-		res.result, res.err = h.Handle(ctx, hj)
+		ret.Result, ret.Err = h.Handle(ctx, hj)
 	}()
 	select {
 	case res := <-ch:
@@ -694,42 +708,14 @@ func (w *Worker) callHandler(ctx context.Context, h Handler, hj *Job) handlerRes
 		return res
 	case <-t.C:
 		hj.Logger.Error("handler did not return after its context ended; abandoning it", "cause", context.Cause(ctx))
-		return handlerResult{err: fmt.Errorf("handler abandoned after %s: %w", w.o.AbandonAfter, context.Cause(ctx))}
+		return Return{Err: fmt.Errorf("handler abandoned after %s: %w", w.o.AbandonAfter, context.Cause(ctx))}
 	}
 }
 
-// outcome classifies how the attempt ended.
-func (w *Worker) outcome(ctx context.Context, j *job.Job, res handlerResult) job.End {
-	if res.panic != "" {
-		return job.End{Outcome: job.OutcomePanic, Reason: res.panic, Delay: w.retryDelay(j)}
-	}
-	if res.err == nil {
-		return job.End{Outcome: job.OutcomeSucceeded, Result: res.result}
-	}
-	if ctx.Err() != nil {
-		switch cause := context.Cause(ctx); {
-		case errors.Is(cause, errLeaseLost):
-			return job.End{Outcome: job.OutcomeFailed, Reason: "lease lost"}
-		case errors.Is(cause, errCancelRequested):
-			return job.End{Outcome: job.OutcomeCancelled, Reason: "cancel requested"}
-		case errors.Is(cause, errTimeout):
-			return job.End{Outcome: job.OutcomeTimeout, Reason: fmt.Sprintf("ran past its timeout of %s", j.Timeout), Delay: w.retryDelay(j)}
-		default: // errHandBack, or the worker's own context ended
-			return job.End{Outcome: job.OutcomeHandedBack, Reason: "worker stopping"}
-		}
-	}
-	var sn *snoozeError
-	switch {
-	case errors.As(res.err, &sn):
-		return job.End{Outcome: job.OutcomeSnoozed, Reason: res.err.Error(), Delay: sn.d}
-	case IsPermanent(res.err):
-		return job.End{Outcome: job.OutcomePermanent, Reason: res.err.Error()}
-	}
-	return job.End{Outcome: job.OutcomeFailed, Reason: res.err.Error(), Delay: w.retryDelay(j)}
-}
-
+// retryDelay is the jittered backoff before j's next attempt, should this
+// one fail.
 func (w *Worker) retryDelay(j *job.Job) time.Duration {
-	return backoff(j.Failures+1, w.o.RetryBase, w.o.RetryMax, rand.Float64())
+	return Backoff(j.Failures+1, w.o.RetryBase, w.o.RetryMax, rand.Float64())
 }
 
 // ResultKey and LogKey name an attempt's result and log in the blob store.
@@ -760,7 +746,7 @@ func (w *Worker) commit(log *slog.Logger, cur *job.Job, r *run, end job.End, log
 	}
 	n, err := w.store.ApplyOne(ctx, w.o.Policy.Finish(cur, w.o.Clock.Now(), end))
 	switch {
-	case errors.Is(err, errcode.FailedPrecondition), errors.Is(err, errcode.NotFound):
+	case LostCondition(err):
 		w.m.LeasesLost.WithLabelValues(cur.Type).Inc()
 		log.Warn("lease lost before the outcome was written; committing nothing", "outcome", end.Outcome)
 	case err != nil:

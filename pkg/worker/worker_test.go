@@ -21,10 +21,12 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/errcode"
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/jobstore"
+	"github.com/jobfleet/jobfleet/pkg/jobstore/faultjobstore"
 	"github.com/jobfleet/jobfleet/pkg/jobstore/sqlitejobstore"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
 	"github.com/jobfleet/jobfleet/pkg/queue"
 	"github.com/jobfleet/jobfleet/pkg/queue/sqlitequeue"
+	"github.com/jobfleet/jobfleet/pkg/reaper"
 	"github.com/jobfleet/jobfleet/pkg/work"
 	"github.com/jobfleet/jobfleet/pkg/worker"
 )
@@ -305,6 +307,9 @@ func TestSnoozeSpendsNoAttempt(t *testing.T) {
 	q := e.get(j.ID)
 	require.Equal(t, 0, q.Failures)
 	require.Equal(t, t0.Add(30*time.Second), q.RunAt)
+	// The next message waits as a delayed message (sent just after the
+	// write): advance only once it is sent, or its delay counts from later.
+	require.Eventually(t, func() bool { return e.depth().Delayed == 1 }, 10*time.Second, 5*time.Millisecond)
 	e.clock.Advance(31 * time.Second)
 	done := e.waitStatus(j.ID, job.Succeeded)
 	require.Equal(t, 2, done.Attempt)
@@ -592,4 +597,151 @@ func TestNewValidates(t *testing.T) {
 	require.NoError(t, err)
 	w.Stop() // before Start: fine
 	w.Stop()
+}
+
+// A job re-queued while its handler still runs (its lease ran out under a
+// busy handler, and the reaper re-queued it) may start again on the same
+// worker. Each run stays tracked until its own handler returns: the old
+// run's return must not drop the new one, which is still heartbeated.
+// (Regression: the running map was keyed by job id, so the old run's
+// return deleted the new run's entry and its lease ran out under it.)
+func TestRerunOnSameWorkerStaysTracked(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	started := make(chan int, 2)
+	release := map[int]chan struct{}{1: make(chan struct{}), 2: make(chan struct{})}
+	e.reg.Handle("slow", worker.HandlerFunc(func(_ context.Context, j *worker.Job) (json.RawMessage, error) {
+		started <- j.Attempt
+		<-release[j.Attempt] // busy with a unit of work, not watching ctx
+		return json.RawMessage(`"done"`), nil
+	}))
+	j := e.submit(job.Submission{Type: "slow"})
+	opts := e.options()
+	opts.Concurrency = 2
+	w := e.start("w1", opts)
+	t.Cleanup(func() { // let the handlers return, so Stop returns
+		for _, ch := range release {
+			select {
+			case <-ch:
+			default:
+				close(ch)
+			}
+		}
+	})
+	require.Equal(t, 1, receive(t, started))
+
+	// The lease runs out while attempt 1 is busy (a stall, a missed
+	// heartbeat); the reaper re-queues the job, and the same worker, which
+	// has a free slot, starts attempt 2.
+	e.clock.Advance(policy.Lease + time.Second)
+	res, err := reaper.New(e.store, e.work, &reaper.Options{Policy: policy, Clock: e.clock, Metrics: e.m}).Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Reclaimed)
+	require.Equal(t, 2, receive(t, started))
+	require.Equal(t, 2, w.Running(), "both runs are tracked")
+
+	// Attempt 1 returns; its outcome is refused (fenced).
+	close(release[1])
+	require.Eventually(t, func() bool { return testutil.ToFloat64(e.m.LeasesLost.WithLabelValues("slow")) == 1 },
+		10*time.Second, 5*time.Millisecond)
+	require.Equal(t, 1, w.Running(), "attempt 2 is still tracked")
+
+	// The heartbeat still renews attempt 2's lease.
+	e.clock.Advance(time.Minute)
+	w.HeartbeatNow(ctx)
+	cur := e.get(j.ID)
+	require.Equal(t, job.Running, cur.Status)
+	require.Equal(t, 2, cur.Attempt)
+	require.Equal(t, e.clock.Now().Add(policy.Lease), cur.LeaseUntil, "attempt 2's lease was renewed")
+
+	close(release[2])
+	done := e.waitStatus(j.ID, job.Succeeded)
+	require.Equal(t, 2, done.Attempt)
+	require.Equal(t, []job.Outcome{job.OutcomeLeaseExpired, job.OutcomeSucceeded},
+		[]job.Outcome{done.History[0].Outcome, done.History[1].Outcome})
+	require.Eventually(t, func() bool { return w.Running() == 0 }, 10*time.Second, 5*time.Millisecond)
+}
+
+// receive waits for a value from ch.
+func receive[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for the worker")
+		var zero T
+		return zero
+	}
+}
+
+// A worker that cannot start a job because the store is down gives its
+// message back sooner than the visibility timeout, but later with each
+// receive, so that an outage of minutes does not spend the message's
+// receives and send it to the dead-letter queue. Both ways a start can be
+// refused count: the whole batched write, or its one entry. (Regression,
+// found by the simulation: with a fixed give-back of 2 s, 20 s of outage
+// spent the queue's 10 receives, and the reaper failed the job for good.)
+func TestStoreOutageGivesMessagesBackLater(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name   string
+		faults faultjobstore.Faults
+	}{
+		{"StoreUnavailable", faultjobstore.Faults{Unavailable: 1}},
+		{"EntryUnavailable", faultjobstore.Faults{EntryUnavailable: 1}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t)
+			e.reg.Handle("echo", worker.HandlerFunc(func(_ context.Context, j *worker.Job) (json.RawMessage, error) { return j.Payload, nil }))
+			j := e.submit(job.Submission{Type: "echo", Payload: json.RawMessage(`1`)})
+			down := faultjobstore.Wrap(e.store.Driver(), &faultjobstore.Options{Faults: c.faults})
+			givenBack := make(chan time.Duration, 16)
+			opts := e.options()
+			opts.Policy = job.DefaultPolicy // lease 30 s
+			opts.Heartbeat = 10 * time.Second
+			opts.Visibility = 40 * time.Second
+			w, err := worker.New("w1", jobstore.New(down, &jobstore.Options{Clock: e.clock}),
+				queue.New(&visibilitySpy{Driver: e.work.Driver(), timeouts: givenBack}), e.blob, e.reg, opts)
+			require.NoError(t, err)
+			require.NoError(t, w.Start(context.Background()))
+			t.Cleanup(w.Stop)
+
+			// Nine receives fail to start the job: 2 s × 2^(receives−1),
+			// capped at the visibility timeout, 222 s of outage in all.
+			want := []time.Duration{2, 4, 8, 16, 32, 40, 40, 40, 40}
+			for i, d := range want {
+				require.Equal(t, d*time.Second, receive(t, givenBack), "give-back after receive %d", i+1)
+				if i == len(want)-1 {
+					down.SetFaults(faultjobstore.Faults{}) // the store is back
+				}
+				e.clock.Advance(d * time.Second)
+			}
+			done := e.waitStatus(j.ID, job.Succeeded)
+			require.Equal(t, 1, done.Attempt)
+			e.waitDrained()
+			d, err := e.dlq.Depth(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, queue.Depth{}, d, "nothing dead-lettered")
+			res, err := reaper.New(e.store, e.work, &reaper.Options{Policy: policy, WorkDLQ: e.dlq, Clock: e.clock, Metrics: e.m}).Sweep(context.Background())
+			require.NoError(t, err)
+			require.Zero(t, res.DeadLettered)
+		})
+	}
+}
+
+// visibilitySpy reports the timeout of every visibility change it passes on.
+type visibilitySpy struct {
+	queue.Driver
+	timeouts chan<- time.Duration
+}
+
+func (s *visibilitySpy) ChangeVisibility(ctx context.Context, changes []queue.VisibilityChange) ([]error, error) {
+	res, err := s.Driver.ChangeVisibility(ctx, changes)
+	for _, c := range changes {
+		s.timeouts <- c.Timeout
+	}
+	return res, err
 }
