@@ -91,6 +91,7 @@ func runChaos(t *testing.T, opts options, jobs int, duration time.Duration) {
 	stop := make(chan struct{})
 	var chaos sync.WaitGroup
 	kills, restarts, idle := 0, 0, 0
+	killedAt := map[string]time.Time{}
 	chaos.Add(1)
 	go func() {
 		defer chaos.Done()
@@ -112,7 +113,11 @@ func runChaos(t *testing.T, opts options, jobs int, duration time.Duration) {
 				pid := pids[rng.IntN(len(pids))]
 				host, _ := os.Hostname()
 				if syscall.Kill(pid, syscall.SIGKILL) == nil {
-					add(invariant.Event{Kind: invariant.WorkerDown, Owner: fmt.Sprintf("%s/%d", host, pid), Time: time.Now()})
+					owner := fmt.Sprintf("%s/%d", host, pid)
+					add(invariant.Event{Kind: invariant.WorkerDown, Owner: owner, Time: time.Now()})
+					mu.Lock()
+					killedAt[owner] = time.Now()
+					mu.Unlock()
 					kills++
 				}
 			case n < 19: // kill and restart the dispatcher
@@ -193,6 +198,10 @@ func runChaos(t *testing.T, opts options, jobs int, duration time.Duration) {
 	// events by time, then check.
 	if audit != nil {
 		events = append(events, audit.events(t)...)
+		if d := audit.reclaimDelays(t, killedAt); len(d) > 0 {
+			t.Logf("kill → job re-queued (detection and reclaim): p50 %s, p99 %s, max %s (%d jobs)",
+				percentile(d, 50), percentile(d, 99), d[len(d)-1], len(d))
+		}
 	}
 	events = append(events, executions(t, execLog, owners)...)
 	sort.SliceStable(events, func(i, k int) bool { return events[i].Time.Before(events[k].Time) })
@@ -284,6 +293,37 @@ func (a *auditLog) events(t *testing.T) []invariant.Event {
 	}
 	require.NoError(t, rows.Err())
 	return out
+}
+
+// reclaimDelays returns, sorted, the time from each kill to the write that
+// took each job of the killed worker out of RUNNING (a reclaim: the worker
+// itself could not write any more).
+func (a *auditLog) reclaimDelays(t *testing.T, killedAt map[string]time.Time) []time.Duration {
+	t.Helper()
+	rows, err := a.db.Query(`SELECT at_us, old, new FROM audit WHERE op = 'update' ORDER BY seq`)
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []time.Duration
+	for rows.Next() {
+		var at int64
+		var oldRec, newRec []byte
+		require.NoError(t, rows.Scan(&at, &oldRec, &newRec))
+		var o, n job.Job
+		require.NoError(t, json.Unmarshal(oldRec, &o))
+		require.NoError(t, json.Unmarshal(newRec, &n))
+		k, ok := killedAt[o.Owner]
+		when := time.UnixMicro(at)
+		if ok && o.Status == job.Running && (n.Status != job.Running || n.Attempt != o.Attempt) && when.After(k) {
+			out = append(out, when.Sub(k))
+		}
+	}
+	require.NoError(t, rows.Err())
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func percentile(sorted []time.Duration, p int) time.Duration {
+	return sorted[min(len(sorted)-1, (len(sorted)*p+99)/100-1)]
 }
 
 // executions reads the completions the jobs appended ("<id> <attempt>").
