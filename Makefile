@@ -4,6 +4,8 @@
 #   make test    every module's tests with -race: conformance suites on the
 #                local adapters and on a moto server, the e2e suite
 #   make fuzz    fuzz every parser of outside input (FUZZTIME each, default 1m)
+#   make bench   the benchmark scenarios (e2e/bench) at full size: prints every
+#                table and appends them to docs/benchmarks.md
 #   make lint    gofmt check, go vet, staticcheck
 #   make build   the three service binaries into ./bin
 #   make tidy    go mod tidy in every module
@@ -29,7 +31,7 @@ FUZZ_TARGETS := dispatcher:FuzzDecodeSubmission dispatcher:FuzzParseRange fleet:
 	blob:FuzzValidKey job:FuzzSubmission job:FuzzDecodeMessage config:FuzzLoad
 FUZZTIME ?= 1m
 
-.PHONY: all build test lint tidy fmt clean run moto vet fuzz
+.PHONY: all build test lint tidy fmt clean run moto vet fuzz bench
 
 all: build
 
@@ -97,6 +99,19 @@ MOTO_PORT ?= 4566
 run: build
 	@if [ "$(PROFILE)" = aws ] && [ -z "$${AWS_ENDPOINT_URL+set}" ]; then $(MAKE) --no-print-directory moto; fi
 	@BIN=$(BIN) DATA=$(DATA) HTTP_ADDR=$(HTTP_ADDR) PROFILE=$(PROFILE) MOTO_PORT=$(MOTO_PORT) scripts/run
+
+# make bench: every scenario of e2e/bench at full size, without -race (the
+# race detector would measure itself), one at a time; appends a dated section
+# to docs/benchmarks.md and writes the burn-down drain's CPU profile to
+# BENCH_PROFILE (go tool pprof -top $(BENCH_PROFILE)). Needs moto (the cost
+# scenario). About 7 minutes on a 2-core machine with a warm build cache.
+# `make test` runs the same scenarios at a tiny size (e2e/bench's default),
+# under -race, so the benchmarks never rot.
+BENCH_PROFILE ?= $(BIN)/drain.pprof
+bench: moto
+	@mkdir -p $(BIN)
+	cd e2e && $(GO) test -count=1 -timeout 20m -v -run . ./bench \
+	  -args -size=full -report=$(CURDIR)/docs/benchmarks.md -drainprofile=$(BENCH_PROFILE)
 
 clean:
 	rm -rf $(BIN)

@@ -75,11 +75,11 @@ type sqlHandle struct {
 	st    map[string]*sql.Stmt
 }
 
-func openSQL(t *testing.T, path string, stmts ...string) *sqlHandle {
+func openSQL(t *testing.T, path, sync string, stmts ...string) *sqlHandle {
 	t.Helper()
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "synchronous("+sync+")")
 	q.Add("_pragma", "busy_timeout(30000)")
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Set("_txlock", "immediate")
@@ -120,12 +120,34 @@ type ceilNode struct {
 	jobs, queue *sqlHandle
 }
 
-func openCeilNode(t *testing.T, dir string) *ceilNode {
+func openCeilNode(t *testing.T, dir string, m ceilingMode) *ceilNode {
 	return &ceilNode{
-		jobs: openSQL(t, filepath.Join(dir, "jobs.db"), sqlJobInsert, sqlJobGet, sqlJobUpdate),
-		queue: openSQL(t, filepath.Join(dir, "queue.db"), sqlAnyVisible, sqlMsgInsert, sqlBodyInsert,
+		jobs: openSQL(t, filepath.Join(dir, "jobs.db"), m.sync(), sqlJobInsert, sqlJobGet, sqlJobUpdate),
+		queue: openSQL(t, filepath.Join(dir, "queue.db"), m.sync(), sqlAnyVisible, sqlMsgInsert, sqlBodyInsert,
 			sqlMoveDead, sqlClaim, sqlBodies, sqlMsgDelete),
 	}
+}
+
+// ceilingMode varies the ceiling from the protocol as it is, to measure
+// what a change would allow.
+type ceilingMode struct {
+	// batched: the finishes of one receive's jobs commit in one transaction,
+	// and their deletes in another (group commit), instead of one each.
+	batched bool
+	// noSync: synchronous=NORMAL (a WAL commit does not wait for the disk;
+	// not durable across power loss) instead of FULL.
+	noSync bool
+	// noDeadScan: receives skip the dead-letter move, whose scan reads
+	// every visible message of the queue (the index has receive_count
+	// after visible_at), so its cost grows with the backlog.
+	noDeadScan bool
+}
+
+func (m ceilingMode) sync() string {
+	if m.noSync {
+		return "NORMAL"
+	}
+	return "FULL"
 }
 
 // records are the column values a no-op job's three writes store.
@@ -165,13 +187,23 @@ func noopRecords(t *testing.T, cfg config.Config) *records {
 	return r
 }
 
-// ceiling measures the storage work of p.burnJobs jobs shaped like c.
-func ceiling(t *testing.T, c burnConfig, p params) phases {
+// ceilingRun is a data directory with the storage ceiling's jobs in it.
+type ceilingRun struct {
+	dir  string
+	mode ceilingMode
+	rec  *records
+	n    int
+}
+
+// ceilingInsert makes a fresh data directory (the adapters make the schema
+// and the queues) and times the storage work of submitting p.burnJobs jobs
+// in batches of p.burnBatch: a create transaction per 100 jobs, a send
+// transaction per 10 messages.
+func ceilingInsert(t *testing.T, p params, mode ceilingMode) (*ceilingRun, time.Duration) {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
 	cfg := localConfig(t, dir, nil)
-	// The adapters make the schema and the queues.
 	b, err := profile.Open(ctx, cfg, metrics.New())
 	require.NoError(t, err)
 	require.NoError(t, b.Close())
@@ -185,7 +217,7 @@ func ceiling(t *testing.T, c burnConfig, p params) phases {
 		msgIDs[i] = ulid.Make().String()
 		bodies[i] = job.Message{ID: ids[i]}.Encode()
 	}
-	disp := openCeilNode(t, dir)
+	disp := openCeilNode(t, dir, mode)
 	start := time.Now()
 	for lo := 0; lo < n; lo += p.burnBatch {
 		hi := min(lo+p.burnBatch, n)
@@ -197,28 +229,35 @@ func ceiling(t *testing.T, c burnConfig, p params) phases {
 			require.NoError(t, disp.send(ctx, msgIDs[c:e], bodies[c:e], rec))
 		}
 	}
-	insert := time.Since(start)
+	return &ceilingRun{dir: dir, mode: mode, rec: rec, n: n}, time.Since(start)
+}
 
+// drain times the storage work of draining the run's jobs with workers
+// shaped like c.
+func (cr *ceilingRun) drain(t *testing.T, c burnConfig) time.Duration {
+	t.Helper()
 	nodes := make([]*ceilNode, c.workers)
 	for i := range nodes {
 		if c.shared && i > 0 {
 			nodes[i] = nodes[0]
 			continue
 		}
-		nodes[i] = openCeilNode(t, dir)
+		nodes[i] = openCeilNode(t, cr.dir, cr.mode)
 	}
 	var finished atomic.Int64
 	errs := make(chan error, len(nodes))
-	start = time.Now()
+	start := time.Now()
 	for i, nd := range nodes {
-		go func() { errs <- nd.poll(ctx, c.conc, fmt.Sprintf("bench/%d", i+1), rec, &finished) }()
+		go func() {
+			errs <- nd.poll(t.Context(), c.conc, fmt.Sprintf("bench/%d", i+1), cr.rec, cr.mode, &finished)
+		}()
 	}
 	for range nodes {
 		require.NoError(t, <-errs)
 	}
-	drain := time.Since(start)
-	require.EqualValues(t, n, finished.Load())
-	return phases{insert: insert, drain: drain}
+	d := time.Since(start)
+	require.EqualValues(t, cr.n, finished.Load())
+	return d
 }
 
 // create is a Create of a batch: one transaction, an insert per job.
@@ -263,7 +302,7 @@ type claimed struct {
 
 // receive is a Receive of up to max messages: the cheap read, then one
 // transaction that moves dead letters, claims and reads the bodies.
-func (nd *ceilNode) receive(ctx context.Context, limit int, r *records) ([]claimed, error) {
+func (nd *ceilNode) receive(ctx context.Context, limit int, r *records, deadScan bool) ([]claimed, error) {
 	now := time.Now().UnixMilli()
 	var found bool
 	if err := nd.queue.st[sqlAnyVisible].QueryRowContext(ctx, r.workQueue, now).Scan(&found); err != nil || !found {
@@ -271,8 +310,10 @@ func (nd *ceilNode) receive(ctx context.Context, limit int, r *records) ([]claim
 	}
 	var out []claimed
 	err := nd.queue.tx(ctx, func(_ *sql.Tx, st func(string) *sql.Stmt) error {
-		if _, err := st(sqlMoveDead).ExecContext(ctx, r.dlq, now, r.workQueue, r.maxReceives, 100); err != nil {
-			return err
+		if deadScan {
+			if _, err := st(sqlMoveDead).ExecContext(ctx, r.dlq, now, r.workQueue, r.maxReceives, 100); err != nil {
+				return err
+			}
 		}
 		rows, err := st(sqlClaim).QueryContext(ctx, now, r.visibilityMS, r.workQueue, r.maxReceives, limit)
 		if err != nil {
@@ -329,9 +370,10 @@ func update(ctx context.Context, st func(string) *sql.Stmt, id string, args ...a
 
 // poll is one worker: it receives up to its free slots, starts the batch
 // in one transaction, and finishes each job (one transaction) and deletes
-// its message (another) in a goroutine per job. It returns when nothing is
-// visible: every message was sent before the drain began.
-func (nd *ceilNode) poll(ctx context.Context, conc int, owner string, r *records, finished *atomic.Int64) error {
+// its message (another) in a goroutine per job — or, batched, the whole
+// receive's finishes in one transaction and deletes in another. It returns
+// when nothing is visible: every message was sent before the drain began.
+func (nd *ceilNode) poll(ctx context.Context, conc int, owner string, r *records, mode ceilingMode, finished *atomic.Int64) error {
 	slots := make(chan struct{}, conc)
 	var jobs sync.WaitGroup
 	var mu sync.Mutex
@@ -349,7 +391,7 @@ func (nd *ceilNode) poll(ctx context.Context, conc int, owner string, r *records
 			}
 			break
 		}
-		msgs, err := nd.receive(ctx, k, r)
+		msgs, err := nd.receive(ctx, k, r, !mode.noDeadScan)
 		for range k - len(msgs) {
 			<-slots
 		}
@@ -370,16 +412,36 @@ func (nd *ceilNode) poll(ctx context.Context, conc int, owner string, r *records
 		if err != nil {
 			return err
 		}
-		for _, m := range msgs {
+		groups := [][]claimed{msgs}
+		if !mode.batched {
+			groups = groups[:0]
+			for i := range msgs {
+				groups = append(groups, msgs[i:i+1])
+			}
+		}
+		for _, g := range groups {
 			jobs.Go(func() {
-				defer func() { <-slots }()
+				defer func() {
+					for range g {
+						<-slots
+					}
+				}()
 				err := nd.jobs.tx(ctx, func(_ *sql.Tx, st func(string) *sql.Stmt) error {
-					return update(ctx, st, m.jobID, string(job.Succeeded), nil, nil, r.expires, nil, r.payload, r.succeeded)
+					for _, m := range g {
+						if err := update(ctx, st, m.jobID, string(job.Succeeded), nil, nil, r.expires, nil, r.payload, r.succeeded); err != nil {
+							return err
+						}
+					}
+					return nil
 				})
 				if err == nil {
 					err = nd.queue.tx(ctx, func(_ *sql.Tx, st func(string) *sql.Stmt) error {
-						_, err := st(sqlMsgDelete).ExecContext(ctx, m.id, r.workQueue, m.token)
-						return err
+						for _, m := range g {
+							if _, err := st(sqlMsgDelete).ExecContext(ctx, m.id, r.workQueue, m.token); err != nil {
+								return err
+							}
+						}
+						return nil
 					})
 				}
 				if err != nil {
@@ -388,7 +450,7 @@ func (nd *ceilNode) poll(ctx context.Context, conc int, owner string, r *records
 					mu.Unlock()
 					return
 				}
-				finished.Add(1)
+				finished.Add(int64(len(g)))
 			})
 		}
 	}

@@ -20,21 +20,26 @@
 //
 //  1. Burn-down (TestBurnDown): N no-op jobs (type echo, payload {"n":i})
 //     submitted through dispatcher.Service.Submit in batches of 1000, then
-//     drained by W worker.Worker instances of concurrency C. In-process, so
-//     that the CPU profile covers the cores and adapters, but shaped like
-//     separate processes: each worker opens the data directory through
-//     profile.Open as its own process would (its own SQLite handles, so a
-//     send in one does not wake a receive in another, and writers meet on
-//     the file lock), except in the row marked "one process", where the W
-//     workers share one set of handles. The baseline is the storage
-//     ceiling, measured in the same run on a fresh data directory with the
-//     same schema: the same SQLite transactions, batched the same way (create
-//     100 jobs a transaction, send 10 messages a transaction, receive up to
-//     the free slots ≤ 10, one start transaction per receive, one finish and
-//     one delete transaction per job, W pollers with C slots each, writes
-//     serialized per handle as the adapters do), with the records encoded
-//     once beforehand and no protocol logic. The burn-down's jobs/s is
-//     reported as a fraction of the ceiling's.
+//     drained by W worker.Worker instances of concurrency C (the stock
+//     handlers). In-process, so that the CPU profile covers the cores and
+//     adapters, but shaped like separate processes: each worker opens the
+//     data directory through profile.Open as its own process would (its own
+//     SQLite handles, so a send in one does not wake a receive in another,
+//     and writers meet on the file lock), except in the row marked "one
+//     process", where the W workers share one set of handles. The baseline
+//     is the storage ceiling, measured in the same run on a fresh data
+//     directory with the same schema: the same SQLite statements and
+//     transactions, batched the same way (create 100 jobs a transaction,
+//     send 10 messages a transaction, receive up to the free slots ≤ 10, one
+//     start transaction per receive, one finish and one delete transaction
+//     per job, W pollers with C slots each, writes serialized per handle as
+//     the adapters do), with the records encoded once beforehand and no
+//     protocol logic. Jobs/s is reported as a fraction of the ceiling's.
+//     Inserts take about a second, so each is measured a few times,
+//     alternating with the ceiling's, and the median reported. Variants of
+//     the ceiling measure what a change would allow without making it:
+//     finishes and deletes committed per receive batch (group commit),
+//     synchronous=NORMAL, and receives without the dead-letter scan.
 //  2. Steady state (TestSteadyState): the same in-process system with W warm
 //     workers; single-job submits at fixed rates (open loop: each job is
 //     submitted at its scheduled time by a pool of submitters, or as soon as
@@ -44,24 +49,31 @@
 //     workers' job store).
 //  3. Cost (TestCost): the aws profile on a moto server (awstest), 1,000
 //     no-op jobs through the real cores (Service.Submit in batches of 100,
-//     two workers, a reaper), each role with its own SDK clients
-//     instrumented by awsconfig.Instrument. Requests per job come from
-//     jobfleet_aws_requests_total. DynamoDB capacity units are metered, not
-//     taken from moto (which reports no index capacity): every write is
-//     wrapped by a client that reads the item before and after it and
-//     applies DynamoDB's documented rules (one write unit per started KB of
-//     the larger image, doubled inside a transaction, plus one unit per
-//     started KB of each index entry put or deleted, two when its key
-//     changes); reads cost one unit per started 4 KB strongly consistent,
-//     half eventually consistent (index queries). The same rules as
-//     dynamojobstore's TestWriteCapacity, applied to the whole run.
+//     two workers of the default concurrency, a reaper), each role with its
+//     own SDK clients instrumented by awsconfig.Instrument. Requests per job
+//     come from jobfleet_aws_requests_total. DynamoDB capacity units are
+//     metered, not taken from moto (which reports no index capacity): writes
+//     to a sample of the jobs (one in ten at full size) are wrapped by a
+//     client that reads the item before and after and applies DynamoDB's
+//     documented rules (one write unit per started KB of the larger image,
+//     doubled inside a transaction, plus one unit per started KB of each
+//     index entry put or deleted, two when its key changes), the rules of
+//     dynamojobstore's TestWriteCapacity; reads cost one unit per started
+//     4 KB strongly consistent, half eventually consistent (index queries).
+//     moto is much slower than the services it stands in for, so resends
+//     are put off (JOBFLEET_RESEND_AFTER=1h) and the reaper sweeps every
+//     30 s; its fixed cost is measured per pass and scaled to the default
+//     sweep.
 //  4. Failover (TestFailover): the real binaries (built once per run) in a
 //     temporary data directory, as the e2e suite runs them. A job that
-//     sleeps is started; its worker is killed with SIGKILL (the fleet event
-//     path: the dispatcher's local fleet sees the exit, the reaper reclaims
-//     at once) or frozen with SIGSTOP (no event: only the lease expiry and
-//     the reaper's sweep can recover it). The time is from the signal to the
-//     next attempt's StartedAt.
+//     sleeps is started; at a random moment its worker is killed with
+//     SIGKILL (the fleet event path: the dispatcher's local fleet sees the
+//     exit, the reaper reclaims at once) or frozen with SIGSTOP (no event:
+//     only the lease expiry and the reaper's sweep can recover it). The time
+//     is from the signal to the next attempt's start. A SIGSTOP that catches
+//     the worker holding a SQLite write lock is undone and repeated, and
+//     counted: a process frozen inside a transaction stalls every other
+//     process of the local profile for the busy timeout.
 //  5. Footprint (TestFootprint): VmRSS (and VmHWM) from /proc of an idle
 //     worker, the dispatcher and the reaper after a warm-up of echo jobs,
 //     and the sizes of the three binaries as `go build` makes them.

@@ -24,6 +24,7 @@ type params struct {
 
 	burnJobs    int
 	burnBatch   int // jobs per Service.Submit call
+	burnRepeats int // inserts measured per row
 	burnConfigs []burnConfig
 
 	rates        []int // jobs/s
@@ -35,6 +36,7 @@ type params struct {
 	costJobs    int
 	costBatch   int
 	costWorkers int
+	costSample  int // meter the writes of one job in this many
 
 	kills         int // per failover path
 	warmupJobs    int // footprint
@@ -47,25 +49,25 @@ func sizes(t *testing.T) params {
 	case "full":
 		return params{
 			full:     true,
-			burnJobs: 5000, burnBatch: 1000,
+			burnJobs: 4000, burnBatch: 1000, burnRepeats: 3,
 			burnConfigs: []burnConfig{
 				{workers: 1, conc: 4},
 				{workers: 4, conc: 4, profiled: true},
 				{workers: 4, conc: 4, shared: true},
 				{workers: 1, conc: 16},
 			},
-			rates: []int{50, 200, 1000}, rateFor: 5 * time.Second,
-			steadyWorker: 4, steadyConc: 4, submitters: 32,
-			costJobs: 1000, costBatch: 100, costWorkers: 2,
+			rates: []int{50, 200, 1000}, rateFor: 4 * time.Second,
+			steadyWorker: 2, steadyConc: 4, submitters: 32,
+			costJobs: 1000, costBatch: 100, costWorkers: 2, costSample: 10,
 			kills: 20, warmupJobs: 200, footprintSpan: 2 * time.Second,
 		}
 	case "smoke":
 		return params{
-			burnJobs: 200, burnBatch: 100,
-			burnConfigs: []burnConfig{{workers: 2, conc: 4, profiled: true}},
+			burnJobs: 200, burnBatch: 100, burnRepeats: 1,
+			burnConfigs: []burnConfig{{workers: 2, conc: 4, profiled: true}, {workers: 2, conc: 4, shared: true}},
 			rates:       []int{50}, rateFor: time.Second,
 			steadyWorker: 2, steadyConc: 4, submitters: 8,
-			costJobs: 20, costBatch: 10, costWorkers: 1,
+			costJobs: 20, costBatch: 10, costWorkers: 1, costSample: 2,
 			kills: 2, warmupJobs: 10, footprintSpan: 300 * time.Millisecond,
 		}
 	}

@@ -124,6 +124,7 @@ type system struct {
 	disp   *proc
 	reaper *proc
 	client *client.Client
+	once   sync.Once
 }
 
 // startSystem starts a reaper and a dispatcher over a fresh data directory
@@ -191,7 +192,11 @@ func (s *system) spawn(bin, svc string) *proc {
 	return p
 }
 
-func (s *system) stop() {
+// stop stops the dispatcher (and so its workers) and the reaper, and kills
+// any worker left. It is safe to call twice.
+func (s *system) stop() { s.once.Do(s.stopOnce) }
+
+func (s *system) stopOnce() {
 	for _, p := range []*proc{s.disp, s.reaper} {
 		if p == nil {
 			continue
@@ -248,6 +253,21 @@ func procStatus(pid int) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// until polls cond every millisecond (state the kernel shows in /proc,
+// with nothing to wait on) until it holds, failing the test after d.
+func until(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		<-tick.C
+	}
 }
 
 // ownerPID is the pid in a local worker's identity, host/pid.

@@ -91,6 +91,13 @@ func addGoal(g goal) {
 	report.goals = append(report.goals, g)
 }
 
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
 // machine describes the computer and how busy it was.
 type machine struct {
 	at      time.Time
@@ -194,11 +201,7 @@ func writeReport(path string, before, after machine) error {
 		slices.SortStableFunc(g, func(a, b goal) int { return a.rank - b.rank })
 		gt := newTable(0, "Goals", "goal", "target", "measured", "met")
 		for _, x := range g {
-			met := "no"
-			if x.met {
-				met = "yes"
-			}
-			gt.add(x.what, x.target, x.measured, met)
+			gt.add(x.what, x.target, x.measured, yesNo(x.met))
 		}
 		b.WriteString("\n" + gt.markdown())
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -11,11 +12,16 @@ import (
 type dist []time.Duration
 
 // pct returns the q-quantile (0 < q ≤ 1) by the nearest-rank method.
-func (d dist) pct(q float64) time.Duration {
-	if len(d) == 0 {
-		return 0
+func (d dist) pct(q float64) time.Duration { return quantile(d, q) }
+
+// quantile returns the q-quantile of s by the nearest-rank method (zero
+// for an empty s).
+func quantile[T cmp.Ordered](s []T, q float64) T {
+	var zero T
+	if len(s) == 0 {
+		return zero
 	}
-	s := slices.Clone(d)
+	s = slices.Clone(s)
 	slices.Sort(s)
 	i := int(math.Ceil(q*float64(len(s)))) - 1
 	return s[min(max(i, 0), len(s)-1)]
@@ -39,8 +45,6 @@ func ms(d time.Duration) string {
 	}
 	return fmt.Sprintf("%.0f ms", v)
 }
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
 func rate(n int, d time.Duration) float64 {
 	if d <= 0 {
