@@ -24,9 +24,11 @@ const (
 	// whose visibility timeout or delay expired. DefaultMaxPoll is the
 	// longest.
 	pollMin = time.Millisecond
-	// moveLimit bounds the messages one receive moves to the dead-letter
-	// queue.
-	moveLimit = 100
+	// moveWindow is how many of the oldest visible messages a receive
+	// looks at for dead letters (at least the messages it asks for): the
+	// ones it would otherwise claim. Dead letters further back move when
+	// they come to the front, as SQS moves them when a receive meets them.
+	moveWindow = 20
 	// tokenLen is the length of a receipt token: 16 random bytes in hex.
 	tokenLen = 32
 )
@@ -191,7 +193,7 @@ func (d *driver) receiveOnce(ctx context.Context, opts queue.ReceiveOptions) ([]
 	err := d.db.inTx(ctx, func(tx *sql.Tx) error {
 		now := ms(d.db.clock.Now())
 		var err error
-		if moved, err = d.moveDead(ctx, tx, now); err != nil {
+		if moved, err = d.moveDead(ctx, tx, now, opts.Max); err != nil {
 			return err
 		}
 		out, err = d.claim(ctx, tx, now, opts)
@@ -208,11 +210,11 @@ func (d *driver) receiveOnce(ctx context.Context, opts queue.ReceiveOptions) ([]
 
 // moveDead moves visible messages that have had their MaxReceives to the
 // dead-letter queue, and returns how many it moved.
-func (d *driver) moveDead(ctx context.Context, tx *sql.Tx, now int64) (int64, error) {
+func (d *driver) moveDead(ctx context.Context, tx *sql.Tx, now int64, window int) (int64, error) {
 	if d.deadLetter == "" {
 		return 0, nil
 	}
-	res, err := tx.StmtContext(ctx, d.db.st.moveDead).ExecContext(ctx, d.deadLetter, now, d.name, d.maxReceives, moveLimit)
+	res, err := tx.StmtContext(ctx, d.db.st.moveDead).ExecContext(ctx, d.deadLetter, now, d.name, d.maxReceives, max(window, moveWindow))
 	if err != nil {
 		return 0, mapErr(ctx, err, "receive from %s: move to dead-letter queue %s", d.name, d.deadLetter)
 	}

@@ -62,9 +62,9 @@
 //     dead-lettered. SQS deletes messages after MessageRetentionPeriod
 //     (4 days by default). jobfleet does not rely on retention: the reaper
 //     drains the work DLQ and re-sends messages for QUEUED jobs.
-//   - Dead-lettering moves every eligible visible message the receive comes
-//     across (up to 100 per receive), not only those SQS's sampling would
-//     meet; the move is the same, only its moment differs.
+//   - Dead-lettering moves the eligible messages among the oldest visible
+//     ones a receive looks at (up to 20 per receive), where SQS moves those
+//     its sampling meets; the move is the same, only its moment differs.
 //   - ChangeVisibility with the latest handle works until the message is
 //     received again, including after its timeout expired (SQS may answer
 //     MessageNotInflight then; the conformance suite leaves it open).

@@ -20,7 +20,9 @@ type statements struct {
 	// → seq; (seq, body, attributes)
 	insertMessage, insertBody *sql.Stmt
 	// moveDead moves visible messages received MaxReceives times to the
-	// dead-letter queue. (dead-letter queue, now, queue, MaxReceives, limit)
+	// dead-letter queue, among the limit oldest visible messages — the ones
+	// the claim that follows looks at — so its cost does not grow with the
+	// backlog. (dead-letter queue, now, queue, MaxReceives, limit)
 	moveDead *sql.Stmt
 	// claim receives. (now, visibility, queue, receive count below which a
 	// message may be claimed, max) → seq, id, sent_at, receive_count, token
@@ -56,9 +58,11 @@ func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
 		moveDead: p(`
 			UPDATE messages SET queue = ?1, visible_at = ?2, received_at = NULL, token = NULL
 			WHERE seq IN (
-				SELECT seq FROM messages
-				WHERE queue = ?3 AND visible_at <= ?2 AND receive_count >= ?4
-				ORDER BY visible_at, seq LIMIT ?5)`),
+				SELECT seq FROM (
+					SELECT seq, receive_count FROM messages
+					WHERE queue = ?3 AND visible_at <= ?2
+					ORDER BY visible_at, seq LIMIT ?5)
+				WHERE receive_count >= ?4)`),
 		claim: p(`
 			UPDATE messages SET
 				visible_at = ?1 + ?2,
