@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +61,7 @@ type Config struct {
 	RetryBase   time.Duration // JOBFLEET_RETRY_BASE: first retry backoff (default 1s)
 	RetryMax    time.Duration // JOBFLEET_RETRY_MAX: longest retry backoff (default 1h)
 
-	Concurrency  int           // JOBFLEET_CONCURRENCY: jobs one worker runs at once (default 2 × CPUs, at least 4)
+	Concurrency  int           // JOBFLEET_CONCURRENCY: jobs one worker runs at once (default 16)
 	IdleTimeout  time.Duration // JOBFLEET_IDLE_TIMEOUT: a worker with no work for this long exits; 0 never (default 60s)
 	DrainTimeout time.Duration // JOBFLEET_DRAIN_TIMEOUT: time running jobs get after SIGTERM before hand-back (default 25s)
 	ExecAllow    []string      // JOBFLEET_EXEC_ALLOW: commands the exec handler may run (default none)
@@ -121,7 +120,7 @@ func Defaults() Config {
 		MaxReceives:    10,
 		RetryBase:      time.Second,
 		RetryMax:       time.Hour,
-		Concurrency:    max(4, 2*runtime.NumCPU()),
+		Concurrency:    16,
 		IdleTimeout:    time.Minute,
 		DrainTimeout:   25 * time.Second,
 		MaxWorkers:     4,

@@ -169,6 +169,9 @@ type Worker struct {
 	fetchWG     sync.WaitGroup
 	bgWG        sync.WaitGroup
 	jobsWG      sync.WaitGroup
+	commitWG    sync.WaitGroup
+	finishes    chan finish   // to the committer
+	commitStop  chan struct{} // closed once no job can finish any more
 	idle        chan struct{}
 	idleOnce    sync.Once
 	stopOnce    sync.Once
@@ -192,11 +195,13 @@ func New(id string, store *jobstore.Store, work *queue.Queue, bucket *blob.Bucke
 	}
 	w := &Worker{
 		id: id, store: store, work: work, blob: bucket, reg: reg, o: o,
-		log:     o.Logger.With("owner", id),
-		m:       o.Metrics,
-		running: map[*run]struct{}{},
-		slots:   make(chan struct{}, o.Concurrency),
-		idle:    make(chan struct{}),
+		log:        o.Logger.With("owner", id),
+		m:          o.Metrics,
+		running:    map[*run]struct{}{},
+		slots:      make(chan struct{}, o.Concurrency),
+		idle:       make(chan struct{}),
+		finishes:   make(chan finish),
+		commitStop: make(chan struct{}),
 	}
 	return w, nil
 }
@@ -215,6 +220,8 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.touch()
 	w.fetchWG.Add(1)
 	go w.fetchLoop()
+	w.commitWG.Add(1)
+	go w.commitLoop()
 	w.bgWG.Add(2)
 	go w.heartbeatLoop()
 	go w.idleLoop()
@@ -257,6 +264,8 @@ func (w *Worker) Stop() {
 			}
 		}
 		w.jobsWG.Wait()
+		close(w.commitStop)
+		w.commitWG.Wait()
 		w.cancelRun()
 		w.bgWG.Wait()
 		w.log.Info("worker stopped")
@@ -744,17 +753,20 @@ func (w *Worker) commit(log *slog.Logger, cur *job.Job, r *run, end job.End, log
 			log.Warn("store attempt log", "err", err)
 		}
 	}
-	n, err := w.store.ApplyOne(ctx, w.o.Policy.Finish(cur, w.o.Clock.Now(), end))
+	r.mu.Lock()
+	msg := r.msg
+	if r.msgDeleted {
+		msg = nil
+	}
+	r.mu.Unlock()
+	n, err := w.commitFinish(w.o.Policy.Finish(cur, w.o.Clock.Now(), end), msg)
 	switch {
 	case LostCondition(err):
 		w.m.LeasesLost.WithLabelValues(cur.Type).Inc()
 		log.Warn("lease lost before the outcome was written; committing nothing", "outcome", end.Outcome)
 	case err != nil:
-		// Unknown whether it landed: the lease expires and the reaper
-		// settles it. Keep the message so it can be redelivered too.
 		w.m.Errors.WithLabelValues("worker", "finish").Inc()
-		log.Error("write outcome", "outcome", end.Outcome, "err", err)
-		return
+		log.Error("write outcome; the reaper will settle it", "outcome", end.Outcome, "err", err)
 	default:
 		w.m.Finished.WithLabelValues(cur.Type, string(end.Outcome)).Inc()
 		lvl := slog.LevelInfo
@@ -762,14 +774,5 @@ func (w *Worker) commit(log *slog.Logger, cur *job.Job, r *run, end job.End, log
 			lvl = slog.LevelWarn
 		}
 		log.Log(ctx, lvl, "attempt ended", "outcome", end.Outcome, "status", n.Status, "reason", end.Reason)
-		if n.Status == job.Queued {
-			w.enqueue(n)
-		}
-	}
-	r.mu.Lock()
-	deleted := r.msgDeleted
-	r.mu.Unlock()
-	if !deleted {
-		w.deleteMessage(r.msg)
 	}
 }
