@@ -5,10 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/internal/startstop"
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
 	"github.com/jobfleet/jobfleet/pkg/queue"
@@ -44,9 +44,7 @@ type Ingress struct {
 	log *slog.Logger
 	m   *metrics.Metrics
 
-	startOnce, stopOnce sync.Once
-	cancel              context.CancelFunc
-	wg                  sync.WaitGroup
+	run startstop.Group
 }
 
 // NewIngress returns a consumer of q that submits through svc.
@@ -68,33 +66,12 @@ func NewIngress(svc *Service, q *queue.Queue, opts *IngressOptions) *Ingress {
 }
 
 // Start consumes until Stop or ctx ends.
-func (in *Ingress) Start(ctx context.Context) error {
-	started := false
-	in.startOnce.Do(func() {
-		started = true
-		ctx, in.cancel = context.WithCancel(ctx)
-		in.wg.Add(1)
-		go in.loop(ctx)
-	})
-	if !started {
-		return errcode.New(errcode.FailedPrecondition, "ingress already started")
-	}
-	return nil
-}
+func (in *Ingress) Start(ctx context.Context) error { return in.run.Start(ctx, "ingress", in.loop) }
 
 // Stop stops consuming and waits. Safe twice and before Start.
-func (in *Ingress) Stop() {
-	in.stopOnce.Do(func() {
-		in.startOnce.Do(func() {})
-		if in.cancel != nil {
-			in.cancel()
-		}
-		in.wg.Wait()
-	})
-}
+func (in *Ingress) Stop() { in.run.Stop() }
 
 func (in *Ingress) loop(ctx context.Context) {
-	defer in.wg.Done()
 	for ctx.Err() == nil {
 		if _, err := in.Poll(ctx); err != nil && ctx.Err() == nil {
 			in.m.Errors.WithLabelValues("ingress", "poll").Inc()

@@ -11,6 +11,7 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/clock"
 	"github.com/jobfleet/jobfleet/pkg/errcode"
 	"github.com/jobfleet/jobfleet/pkg/fleet"
+	"github.com/jobfleet/jobfleet/pkg/internal/startstop"
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/jobstore"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
@@ -71,9 +72,7 @@ type Scaler struct {
 	failBackoff time.Duration
 	lastFailure string
 
-	startOnce, stopOnce sync.Once
-	cancel              context.CancelFunc
-	wg                  sync.WaitGroup
+	run startstop.Group
 }
 
 // NewScaler returns a scaler for the fleet and work queue.
@@ -117,41 +116,23 @@ func (s *Scaler) Wake() {
 }
 
 // Start runs the scaling loop until Stop or ctx ends.
-func (s *Scaler) Start(ctx context.Context) error {
-	started := false
-	s.startOnce.Do(func() {
-		started = true
-		ctx, s.cancel = context.WithCancel(ctx)
-		s.wg.Add(1)
-		go s.loop(ctx)
-	})
-	if !started {
-		return errcode.New(errcode.FailedPrecondition, "scaler already started")
-	}
-	return nil
-}
+func (s *Scaler) Start(ctx context.Context) error { return s.run.Start(ctx, "scaler", s.loop) }
 
-// Stop stops the loop and waits for it. Safe twice and before Start.
+// Stop stops the loop and waits for it, then gives up the scaler lease.
+// Safe twice and before Start.
 func (s *Scaler) Stop() {
-	s.stopOnce.Do(func() {
-		s.startOnce.Do(func() {})
-		if s.cancel != nil {
-			s.cancel()
-		}
-		s.wg.Wait()
-		if s.o.Elector != nil {
-			// Bounded: a lost release only delays the next leader by the TTL.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := s.o.Elector.Resign(ctx); err != nil {
-				s.log.Warn("resign the scaler lease", "err", err)
-			}
-		}
-	})
+	if !s.run.Stop() || s.o.Elector == nil {
+		return
+	}
+	// Bounded: a lost release only delays the next leader by the TTL.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.o.Elector.Resign(ctx); err != nil {
+		s.log.Warn("resign the scaler lease", "err", err)
+	}
 }
 
 func (s *Scaler) loop(ctx context.Context) {
-	defer s.wg.Done()
 	t := time.NewTicker(s.o.Interval)
 	defer t.Stop()
 	for {

@@ -13,7 +13,6 @@ import (
 )
 
 func (r *Reaper) eventLoop(ctx context.Context) {
-	defer r.wg.Done()
 	for ctx.Err() == nil {
 		if _, err := r.PollEvents(ctx); err != nil && ctx.Err() == nil {
 			r.m.Errors.WithLabelValues("reaper", "events").Inc()

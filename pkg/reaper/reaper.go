@@ -32,11 +32,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/clock"
 	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/internal/startstop"
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/jobstore"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
@@ -88,9 +88,7 @@ type Reaper struct {
 
 	view *fleetView
 
-	startOnce, stopOnce sync.Once
-	cancel              context.CancelFunc
-	wg                  sync.WaitGroup
+	run startstop.Group
 }
 
 // New returns a reaper over the job store and the work queue.
@@ -123,36 +121,17 @@ func New(store *jobstore.Store, workQ *queue.Queue, opts *Options) *Reaper {
 
 // Start runs the sweep loop and the event consumer until Stop or ctx ends.
 func (r *Reaper) Start(ctx context.Context) error {
-	started := false
-	r.startOnce.Do(func() {
-		started = true
-		ctx, r.cancel = context.WithCancel(ctx)
-		r.wg.Add(1)
-		go r.sweepLoop(ctx)
-		if r.o.Events != nil {
-			r.wg.Add(1)
-			go r.eventLoop(ctx)
-		}
-	})
-	if !started {
-		return errcode.New(errcode.FailedPrecondition, "reaper already started")
+	loops := []func(context.Context){r.sweepLoop}
+	if r.o.Events != nil {
+		loops = append(loops, r.eventLoop)
 	}
-	return nil
+	return r.run.Start(ctx, "reaper", loops...)
 }
 
 // Stop stops the loops and waits for them. Safe twice and before Start.
-func (r *Reaper) Stop() {
-	r.stopOnce.Do(func() {
-		r.startOnce.Do(func() {}) // a later Start does nothing
-		if r.cancel != nil {
-			r.cancel()
-		}
-		r.wg.Wait()
-	})
-}
+func (r *Reaper) Stop() { r.run.Stop() }
 
 func (r *Reaper) sweepLoop(ctx context.Context) {
-	defer r.wg.Done()
 	t := time.NewTicker(r.o.Sweep)
 	defer t.Stop()
 	for {
