@@ -16,7 +16,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestGroup(t *testing.T) {
 	var g startstop.Group
-	require.False(t, (&startstop.Group{}).Stop() && false)
 	var running, ended atomic.Int32
 	loop := func(ctx context.Context) {
 		running.Add(1)
