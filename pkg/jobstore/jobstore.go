@@ -319,3 +319,22 @@ func (s *Store) Close() error {
 	}
 	return s.d.Close()
 }
+
+// ConditionFailed is the error of a change whose condition did not hold:
+// errcode.FailedPrecondition, saying what the writer expected and what the
+// store found. Adapters return it with the record as found.
+func ConditionFailed(c job.Change, found *job.Job) error {
+	want := ""
+	if c.If.Owner != "" {
+		want += fmt.Sprintf(" owner %q", c.If.Owner)
+	}
+	if !c.If.LeaseExpiredBefore.IsZero() {
+		want += " lease expired before " + c.If.LeaseExpiredBefore.UTC().Format(time.RFC3339Nano)
+	}
+	if c.If.Rev != 0 {
+		want += fmt.Sprintf(" rev %d", c.If.Rev)
+	}
+	return errcode.New(errcode.FailedPrecondition,
+		"%s job %s: condition failed: want status %s attempt %d%s, found status %s attempt %d owner %q rev %d",
+		c.Event, c.ID, c.If.Status, c.If.Attempt, want, found.Status, found.Attempt, found.Owner, found.Rev)
+}

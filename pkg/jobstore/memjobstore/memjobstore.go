@@ -235,7 +235,7 @@ func (d *Driver) Apply(ctx context.Context, changes []job.Change) ([]jobstore.Ch
 			continue
 		}
 		if !c.If.Holds(cur) {
-			out[i] = jobstore.ChangeResult{Job: cur.Clone(), Err: lost(c, cur)}
+			out[i] = jobstore.ChangeResult{Job: cur.Clone(), Err: jobstore.ConditionFailed(c, cur)}
 			continue
 		}
 		next := cur.Clone()
@@ -258,28 +258,6 @@ func (d *Driver) Apply(ctx context.Context, changes []job.Change) ([]jobstore.Ch
 		out[i].Job = next.Clone()
 	}
 	return out, nil
-}
-
-// lost describes a failed condition: what the writer expected and what it
-// found.
-func lost(c job.Change, j *job.Job) error {
-	return errcode.New(errcode.FailedPrecondition,
-		"%s job %s: condition failed: want status %s attempt %d%s, found status %s attempt %d owner %q rev %d",
-		c.Event, c.ID, c.If.Status, c.If.Attempt, condExtra(c.If), j.Status, j.Attempt, j.Owner, j.Rev)
-}
-
-func condExtra(c job.Cond) string {
-	var s string
-	if c.Owner != "" {
-		s += fmt.Sprintf(" owner %q", c.Owner)
-	}
-	if !c.LeaseExpiredBefore.IsZero() {
-		s += " lease expired before " + c.LeaseExpiredBefore.UTC().Format(time.RFC3339Nano)
-	}
-	if c.Rev != 0 {
-		s += fmt.Sprintf(" rev %d", c.Rev)
-	}
-	return s
 }
 
 // Due returns up to limit jobs in status whose DueAt is before `before`

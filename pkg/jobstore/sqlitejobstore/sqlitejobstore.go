@@ -392,7 +392,7 @@ func (d *Driver) Apply(ctx context.Context, changes []job.Change) ([]jobstore.Ch
 				return sqlitedb.MapErr(err, "%s job %s: read", c.Event, c.ID)
 			}
 			if !c.If.Holds(j) {
-				out[i] = jobstore.ChangeResult{Job: j, Err: lost(c, j)}
+				out[i] = jobstore.ChangeResult{Job: j, Err: jobstore.ConditionFailed(c, j)}
 				continue
 			}
 			c.Set.Apply(j)
@@ -420,28 +420,6 @@ func (d *Driver) Apply(ctx context.Context, changes []job.Change) ([]jobstore.Ch
 		return nil, err
 	}
 	return out, nil
-}
-
-// lost describes a failed condition: what the writer expected and what it
-// found.
-func lost(c job.Change, j *job.Job) error {
-	return errcode.New(errcode.FailedPrecondition,
-		"%s job %s: condition failed: want status %s attempt %d%s, found status %s attempt %d owner %q rev %d",
-		c.Event, c.ID, c.If.Status, c.If.Attempt, condExtra(c.If), j.Status, j.Attempt, j.Owner, j.Rev)
-}
-
-func condExtra(c job.Cond) string {
-	var s string
-	if c.Owner != "" {
-		s += fmt.Sprintf(" owner %q", c.Owner)
-	}
-	if !c.LeaseExpiredBefore.IsZero() {
-		s += " lease expired before " + c.LeaseExpiredBefore.UTC().Format(time.RFC3339Nano)
-	}
-	if c.Rev != 0 {
-		s += fmt.Sprintf(" rev %d", c.Rev)
-	}
-	return s
 }
 
 // Due returns up to limit jobs in status whose DueAt is before `before`

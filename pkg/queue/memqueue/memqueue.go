@@ -57,9 +57,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"github.com/jobfleet/jobfleet/pkg/queue/internal/receipt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -70,15 +70,14 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/queue"
 )
 
-// DefaultVisibility is a queue's visibility timeout when its Config does
-// not set one, as in SQS.
-const DefaultVisibility = 30 * time.Second
+// DefaultVisibility is queue.DefaultVisibility.
+const DefaultVisibility = queue.DefaultVisibility
 
 // DefaultMaxPoll is Options.MaxPoll's default.
 const DefaultMaxPoll = 10 * time.Millisecond
 
-// MaxMaxReceives is the largest Config.MaxReceives, as in SQS.
-const MaxMaxReceives = 1000
+// MaxMaxReceives is queue.MaxMaxReceives.
+const MaxMaxReceives = queue.MaxMaxReceives
 
 const (
 	// pollMin is the shortest interval of a waiting receive's re-checks.
@@ -86,8 +85,6 @@ const (
 	// moveLimit bounds the messages one receive moves to the dead-letter
 	// queue.
 	moveLimit = 100
-	// tokenLen is the length of a receipt token in hex digits.
-	tokenLen = 32
 )
 
 // Options configure a Broker. Nil options mean defaults.
@@ -101,18 +98,8 @@ type Options struct {
 	MaxPoll time.Duration
 }
 
-// Config is a queue's configuration.
-type Config struct {
-	// Visibility is the default visibility timeout: whole seconds (rounded
-	// up) up to queue.MaxVisibility; 0 means DefaultVisibility.
-	Visibility time.Duration
-	// DeadLetter names the dead-letter queue, which must exist; "" means
-	// none.
-	DeadLetter string
-	// MaxReceives is how many receives a message gets before it moves to
-	// DeadLetter: 1..MaxMaxReceives with DeadLetter, 0 without.
-	MaxReceives int
-}
+// Config is a queue's configuration (queue.Config).
+type Config = queue.Config
 
 // Broker is a set of named in-memory queues. It is safe for concurrent use.
 type Broker struct {
@@ -181,40 +168,14 @@ func (b *Broker) checkLocked() error {
 	return nil
 }
 
-// validName follows SQS: 1-80 letters, digits, hyphens and underscores.
-func validName(name string) bool {
-	if name == "" || len(name) > 80 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 // CreateQueue creates the queue name, or updates its configuration if it
 // exists (idempotent). A dead-letter queue must exist first
 // (errcode.NotFound otherwise). Queues already open keep the configuration
 // they were opened with.
 func (b *Broker) CreateQueue(ctx context.Context, name string, cfg Config) error {
-	if cfg.Visibility == 0 {
-		cfg.Visibility = DefaultVisibility
-	}
-	cfg.Visibility = queue.Seconds(cfg.Visibility)
-	switch {
-	case !validName(name):
-		return errcode.New(errcode.InvalidArgument, "create queue: invalid name %q (1-80 letters, digits, - and _)", name)
-	case cfg.Visibility < 0 || cfg.Visibility > queue.MaxVisibility:
-		return errcode.New(errcode.InvalidArgument, "create queue %s: visibility %s is outside 0..%s", name, cfg.Visibility, queue.MaxVisibility)
-	case cfg.DeadLetter == "" && cfg.MaxReceives != 0:
-		return errcode.New(errcode.InvalidArgument, "create queue %s: MaxReceives without a dead-letter queue", name)
-	case cfg.DeadLetter != "" && (cfg.MaxReceives < 1 || cfg.MaxReceives > MaxMaxReceives):
-		return errcode.New(errcode.InvalidArgument, "create queue %s: MaxReceives %d is outside 1..%d", name, cfg.MaxReceives, MaxMaxReceives)
-	case cfg.DeadLetter == name:
-		return errcode.New(errcode.InvalidArgument, "create queue %s: a queue cannot be its own dead-letter queue", name)
+	cfg, err := cfg.Normalize(name)
+	if err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -291,7 +252,7 @@ func (b *Broker) newIDLocked(ms int64, n uint64) string {
 
 // tokenFor returns a receipt token for counter value n.
 func tokenFor(n uint64) string {
-	var t [tokenLen / 2]byte
+	var t [receipt.TokenLen / 2]byte
 	binary.BigEndian.PutUint64(t[8:], n)
 	// Spread the counter so tokens do not read as small numbers.
 	binary.BigEndian.PutUint64(t[:8], n*0x9E3779B97F4A7C15)
@@ -523,35 +484,13 @@ func (d *driver) receiveOnce(ctx context.Context, opts queue.ReceiveOptions) ([]
 		out[i] = &queue.Message{
 			ID:           m.id,
 			Body:         slices.Clone(m.body),
-			Handle:       m.id + "." + m.token,
+			Handle:       receipt.Handle(m.id, m.token),
 			ReceiveCount: m.receiveCount,
 			SentAt:       time.UnixMilli(m.sentAt).UTC(),
 			Attributes:   maps.Clone(m.attrs),
 		}
 	}
 	return out, nil, nil
-}
-
-// parseHandle splits a receipt handle into message id and token; ok is
-// false for a handle this adapter cannot have issued.
-func parseHandle(h string) (id, token string, ok bool) {
-	id, token, ok = strings.Cut(h, ".")
-	if !ok || len(token) != tokenLen {
-		return "", "", false
-	}
-	if _, err := ulid.ParseStrict(id); err != nil {
-		return "", "", false
-	}
-	for i := 0; i < len(token); i++ {
-		if c := token[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return "", "", false
-		}
-	}
-	return id, token, true
-}
-
-func invalidHandle(h string) error {
-	return errcode.New(errcode.InvalidArgument, "%q is not a receipt handle", h)
 }
 
 // currentLocked returns the message in this queue whose latest handle h is.
@@ -573,9 +512,9 @@ func (d *driver) ChangeVisibility(ctx context.Context, changes []queue.Visibilit
 	now := d.b.clock.Now()
 	visible := false
 	for i, c := range changes {
-		id, token, ok := parseHandle(c.Handle)
+		id, token, ok := receipt.Parse(c.Handle)
 		if !ok {
-			out[i] = invalidHandle(c.Handle)
+			out[i] = receipt.Invalid(c.Handle)
 			continue
 		}
 		m := d.currentLocked(id, token)
@@ -608,9 +547,9 @@ func (d *driver) Delete(ctx context.Context, handles []string) ([]error, error) 
 	defer d.b.mu.Unlock()
 	out := make([]error, len(handles))
 	for i, h := range handles {
-		id, token, ok := parseHandle(h)
+		id, token, ok := receipt.Parse(h)
 		if !ok {
-			out[i] = invalidHandle(h)
+			out[i] = receipt.Invalid(h)
 			continue
 		}
 		// A stale handle or a message already gone: success, as SQS

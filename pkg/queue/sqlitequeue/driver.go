@@ -5,8 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"github.com/jobfleet/jobfleet/pkg/queue/internal/receipt"
 	"math"
-	"strings"
 	"sync"
 	"time"
 
@@ -29,8 +29,6 @@ const (
 	// ones it would otherwise claim. Dead letters further back move when
 	// they come to the front, as SQS moves them when a receive meets them.
 	moveWindow = 20
-	// tokenLen is the length of a receipt token: 16 random bytes in hex.
-	tokenLen = 32
 )
 
 // driver is one open queue of a DB.
@@ -249,7 +247,7 @@ func (d *driver) claim(ctx context.Context, tx *sql.Tx, now int64, opts queue.Re
 			return nil, mapErr(ctx, err, "receive from %s", d.name)
 		}
 		m.SentAt = time.UnixMilli(sentAt).UTC()
-		m.Handle = m.ID + "." + token
+		m.Handle = receipt.Handle(m.ID, token)
 		args[len(bySeq)] = seq
 		bySeq[seq] = m
 	}
@@ -296,28 +294,6 @@ func (d *driver) claim(ctx context.Context, tx *sql.Tx, now int64, opts queue.Re
 	return out, nil
 }
 
-// parseHandle splits a receipt handle into message id and token; ok is
-// false for a handle this adapter cannot have issued.
-func parseHandle(h string) (id, token string, ok bool) {
-	id, token, ok = strings.Cut(h, ".")
-	if !ok || len(token) != tokenLen {
-		return "", "", false
-	}
-	if _, err := ulid.ParseStrict(id); err != nil {
-		return "", "", false
-	}
-	for i := 0; i < len(token); i++ {
-		if c := token[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return "", "", false
-		}
-	}
-	return id, token, true
-}
-
-func invalidHandle(h string) error {
-	return errcode.New(errcode.InvalidArgument, "%q is not a receipt handle", h)
-}
-
 func (d *driver) ChangeVisibility(ctx context.Context, changes []queue.VisibilityChange) ([]error, error) {
 	if err := d.begin(ctx); err != nil {
 		return nil, err
@@ -331,9 +307,9 @@ func (d *driver) ChangeVisibility(ctx context.Context, changes []queue.Visibilit
 		now := d.db.clock.Now()
 		for i, c := range changes {
 			out[i] = nil
-			id, token, ok := parseHandle(c.Handle)
+			id, token, ok := receipt.Parse(c.Handle)
 			if !ok {
-				out[i] = invalidHandle(c.Handle)
+				out[i] = receipt.Invalid(c.Handle)
 				continue
 			}
 			var seq, receivedAt int64
@@ -378,9 +354,9 @@ func (d *driver) Delete(ctx context.Context, handles []string) ([]error, error) 
 		del := tx.StmtContext(ctx, d.db.st.deleteMessage)
 		for i, h := range handles {
 			out[i] = nil
-			id, token, ok := parseHandle(h)
+			id, token, ok := receipt.Parse(h)
 			if !ok {
-				out[i] = invalidHandle(h)
+				out[i] = receipt.Invalid(h)
 				continue
 			}
 			// No row deleted means a stale handle or a message already

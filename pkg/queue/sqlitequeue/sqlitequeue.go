@@ -92,15 +92,14 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/queue"
 )
 
-// DefaultVisibility is a queue's visibility timeout when its Config does
-// not set one, as in SQS.
-const DefaultVisibility = 30 * time.Second
+// DefaultVisibility is queue.DefaultVisibility.
+const DefaultVisibility = queue.DefaultVisibility
 
 // DefaultMaxPoll is Options.MaxPoll's default.
 const DefaultMaxPoll = 10 * time.Millisecond
 
-// MaxMaxReceives is the largest Config.MaxReceives, as in SQS.
-const MaxMaxReceives = 1000
+// MaxMaxReceives is queue.MaxMaxReceives.
+const MaxMaxReceives = queue.MaxMaxReceives
 
 const schema = `
 CREATE TABLE IF NOT EXISTS queues (
@@ -148,18 +147,8 @@ type Options struct {
 	MaxPoll time.Duration
 }
 
-// Config is a queue's configuration.
-type Config struct {
-	// Visibility is the default visibility timeout: whole seconds (rounded
-	// up) up to queue.MaxVisibility; 0 means DefaultVisibility.
-	Visibility time.Duration
-	// DeadLetter names the dead-letter queue, which must exist; "" means
-	// none.
-	DeadLetter string
-	// MaxReceives is how many receives a message gets before it moves to
-	// DeadLetter: 1..MaxMaxReceives with DeadLetter, 0 without.
-	MaxReceives int
-}
+// Config is a queue's configuration (queue.Config).
+type Config = queue.Config
 
 // DB is an open queue database: a set of named queues in one SQLite file.
 // It is safe for concurrent use, and several processes may open the same
@@ -230,20 +219,6 @@ func (db *DB) Close() error {
 	return db.closeErr
 }
 
-// validName follows SQS: 1-80 letters, digits, hyphens and underscores.
-func validName(name string) bool {
-	if name == "" || len(name) > 80 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 // CreateQueue creates the queue name, or updates its configuration if it
 // exists (idempotent). A dead-letter queue must exist first
 // (errcode.NotFound otherwise). Queues already open keep the configuration
@@ -252,21 +227,9 @@ func (db *DB) CreateQueue(ctx context.Context, name string, cfg Config) error {
 	if err := db.check(); err != nil {
 		return err
 	}
-	if cfg.Visibility == 0 {
-		cfg.Visibility = DefaultVisibility
-	}
-	cfg.Visibility = queue.Seconds(cfg.Visibility)
-	switch {
-	case !validName(name):
-		return errcode.New(errcode.InvalidArgument, "create queue: invalid name %q (1-80 letters, digits, - and _)", name)
-	case cfg.Visibility < 0 || cfg.Visibility > queue.MaxVisibility:
-		return errcode.New(errcode.InvalidArgument, "create queue %s: visibility %s is outside 0..%s", name, cfg.Visibility, queue.MaxVisibility)
-	case cfg.DeadLetter == "" && cfg.MaxReceives != 0:
-		return errcode.New(errcode.InvalidArgument, "create queue %s: MaxReceives without a dead-letter queue", name)
-	case cfg.DeadLetter != "" && (cfg.MaxReceives < 1 || cfg.MaxReceives > MaxMaxReceives):
-		return errcode.New(errcode.InvalidArgument, "create queue %s: MaxReceives %d is outside 1..%d", name, cfg.MaxReceives, MaxMaxReceives)
-	case cfg.DeadLetter == name:
-		return errcode.New(errcode.InvalidArgument, "create queue %s: a queue cannot be its own dead-letter queue", name)
+	cfg, err := cfg.Normalize(name)
+	if err != nil {
+		return err
 	}
 	var dlq any // NULL without one
 	if cfg.DeadLetter != "" {

@@ -254,24 +254,14 @@ func checkHTTPTimeouts(client API, need time.Duration) error {
 	return nil
 }
 
-// Config is a queue's configuration for CreateQueue.
-type Config struct {
-	// Visibility is the default visibility timeout: whole seconds (rounded
-	// up) up to queue.MaxVisibility; 0 means SQS's default, 30 s.
-	Visibility time.Duration
-	// DeadLetter names the dead-letter queue, which must exist; "" means
-	// none.
-	DeadLetter string
-	// MaxReceives is how many receives a message gets before it moves to
-	// DeadLetter: 1..MaxMaxReceives with DeadLetter, 0 without.
-	MaxReceives int
-}
+// Config is a queue's configuration (queue.Config).
+type Config = queue.Config
 
-// DefaultVisibility is SQS's default visibility timeout.
-const DefaultVisibility = 30 * time.Second
+// DefaultVisibility is SQS's default visibility timeout (queue.DefaultVisibility).
+const DefaultVisibility = queue.DefaultVisibility
 
-// MaxMaxReceives is the largest Config.MaxReceives SQS accepts.
-const MaxMaxReceives = 1000
+// MaxMaxReceives is queue.MaxMaxReceives.
+const MaxMaxReceives = queue.MaxMaxReceives
 
 // Retention is the message retention period CreateQueue sets: SQS's
 // maximum, 14 days, so that messages outlive a long outage.
@@ -286,18 +276,9 @@ const Retention = 14 * 24 * time.Hour
 // MaximumMessageSize to queue.MaxMessageSize and
 // ReceiveMessageWaitTimeSeconds to 0 (Open requires it).
 func CreateQueue(ctx context.Context, client AdminAPI, name string, cfg Config) (string, error) {
-	cfg.Visibility = queue.Seconds(cmp.Or(cfg.Visibility, DefaultVisibility))
-	switch {
-	case !validName(name):
-		return "", errcode.New(errcode.InvalidArgument, "create queue: invalid name %q (1-80 letters, digits, - and _)", name)
-	case cfg.Visibility < 0 || cfg.Visibility > queue.MaxVisibility:
-		return "", errcode.New(errcode.InvalidArgument, "create queue %s: visibility %s is outside 0..%s", name, cfg.Visibility, queue.MaxVisibility)
-	case cfg.DeadLetter == "" && cfg.MaxReceives != 0:
-		return "", errcode.New(errcode.InvalidArgument, "create queue %s: MaxReceives without a dead-letter queue", name)
-	case cfg.DeadLetter != "" && (cfg.MaxReceives < 1 || cfg.MaxReceives > MaxMaxReceives):
-		return "", errcode.New(errcode.InvalidArgument, "create queue %s: MaxReceives %d is outside 1..%d", name, cfg.MaxReceives, MaxMaxReceives)
-	case cfg.DeadLetter == name:
-		return "", errcode.New(errcode.InvalidArgument, "create queue %s: a queue cannot be its own dead-letter queue", name)
+	cfg, err := cfg.Normalize(name)
+	if err != nil {
+		return "", err
 	}
 	attrs := map[string]string{
 		string(types.QueueAttributeNameVisibilityTimeout):             seconds(cfg.Visibility),
@@ -370,17 +351,3 @@ func queueARN(ctx context.Context, client AdminAPI, name string) (string, error)
 }
 
 func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
-
-// validName follows SQS: 1-80 letters, digits, hyphens and underscores.
-func validName(name string) bool {
-	if name == "" || len(name) > 80 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
