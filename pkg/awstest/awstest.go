@@ -36,6 +36,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"go.uber.org/goleak"
 )
 
 // Region is the region tests use.
@@ -61,6 +62,25 @@ var (
 func Main(m interface{ Run() int }) int {
 	defer stop()
 	return m.Run()
+}
+
+// MainLeakChecked is Main, then a goleak check that no test left a
+// goroutine behind. The SDK's pooled HTTP connections keep their read and
+// write loops until they idle out; those are not leaks and are ignored.
+func MainLeakChecked(m interface{ Run() int }) int {
+	code := Main(m)
+	if code != 0 {
+		return code
+	}
+	if err := goleak.Find(
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	); err != nil {
+		fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+		return 1
+	}
+	return 0
 }
 
 // Endpoint returns the endpoint URL, starting moto on first use. The test
