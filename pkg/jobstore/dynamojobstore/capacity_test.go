@@ -85,7 +85,7 @@ func (m *meter) around(ctx context.Context, tx bool, keys []map[string]types.Att
 		}
 		m.units += u
 		for _, g := range m.gsis {
-			m.units += m.indexUnits(g, before[i], after)
+			m.units += gsiUnits(g, before[i], after)
 		}
 		if strings.HasPrefix(itemPK(after), jobPrefix) {
 			m.sizes = append(m.sizes, itemSize(after))
@@ -96,8 +96,8 @@ func (m *meter) around(ctx context.Context, tx bool, keys []map[string]types.Att
 
 func kbUnits(size int) int { return max(1, (size+1023)/1024) }
 
-// entry is item's entry in index g, nil when the item is not in it.
-func (m *meter) entry(g types.GlobalSecondaryIndex, item map[string]types.AttributeValue) (keys, projected map[string]types.AttributeValue) {
+// gsiEntry is item's entry in index g, nil when the item is not in it.
+func gsiEntry(g types.GlobalSecondaryIndex, item map[string]types.AttributeValue) (keys, projected map[string]types.AttributeValue) {
 	keys = map[string]types.AttributeValue{}
 	for _, k := range g.KeySchema {
 		v, ok := item[aws.ToString(k.AttributeName)]
@@ -116,9 +116,11 @@ func (m *meter) entry(g types.GlobalSecondaryIndex, item map[string]types.Attrib
 	return keys, projected
 }
 
-func (m *meter) indexUnits(g types.GlobalSecondaryIndex, before, after map[string]types.AttributeValue) int {
-	bk, bp := m.entry(g, before)
-	ak, ap := m.entry(g, after)
+// gsiUnits is the write units index g takes when an item changes from
+// before to after (nil: no item).
+func gsiUnits(g types.GlobalSecondaryIndex, before, after map[string]types.AttributeValue) int {
+	bk, bp := gsiEntry(g, before)
+	ak, ap := gsiEntry(g, after)
 	size := func(k, p map[string]types.AttributeValue) int { return kbUnits(itemSize(k) + itemSize(p) + 100) }
 	switch {
 	case bk == nil && ak == nil:
@@ -187,8 +189,8 @@ func TestWriteCapacity(t *testing.T) {
 		key  string
 		want map[string]int
 	}{
-		{"", map[string]int{"create": 3, "start": 4, "renew": 3, "finish": 3}},
-		{"order-1234", map[string]int{"create": 6, "start": 4, "renew": 3, "finish": 6}},
+		{"", map[string]int{"create": 3, "start": 3, "renew": 3, "finish": 2}},
+		{"order-1234", map[string]int{"create": 6, "start": 3, "renew": 3, "finish": 5}},
 	} {
 		now := time.Now()
 		s := job.Submission{Type: "noop", Key: c.key, Payload: []byte(`{"n":1}`)}
@@ -212,4 +214,102 @@ func TestWriteCapacity(t *testing.T) {
 		require.Equal(t, c.want, got, "key %q", c.key)
 		m.sizes = nil
 	}
+}
+
+// TestProjectedOwnerIsFree checks the claim that projecting owner into the
+// active index costs no write: every change job.Policy makes either
+// leaves owner as it is or changes the entry's key too (or removes the
+// entry), so it costs the index what it would cost a KEYS_ONLY index.
+func TestProjectedOwnerIsFree(t *testing.T) {
+	t.Parallel()
+	var active types.GlobalSecondaryIndex
+	for _, g := range CreateTableInput("t").GlobalSecondaryIndexes {
+		if aws.ToString(g.IndexName) == IndexActive {
+			active = g
+		}
+	}
+	require.Contains(t, active.Projection.NonKeyAttributes, AttrOwner)
+	keysOnly := active
+	keysOnly.Projection = &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}
+
+	now := t0
+	after := func(cur *job.Job, c job.Change) *job.Job {
+		n := cur.Clone()
+		c.Set.Apply(n)
+		return n
+	}
+	queued := newJob("k")
+	timed := policy.New(&job.Submission{Type: "t", Timeout: job.Duration(time.Minute)}, job.DefaultLimits, job.NewID(now), now)
+	scheduled := policy.New(&job.Submission{Type: "t", Delay: job.Duration(24 * time.Hour)}, job.DefaultLimits, job.NewID(now), now)
+	require.Equal(t, job.Scheduled, scheduled.Status)
+	running := after(queued, policy.Start(job.Message{ID: queued.ID}, "arn:aws:ecs:us-east-1:123456789012:task/jobfleet/0123456789abcdef", now))
+	expired := now.Add(policy.Lease + time.Second)
+	cancelling := after(running, must(policy.RequestCancel(running, now)))
+	last := running.Clone()
+	last.Failures = last.MaxAttempts - 1
+
+	type step struct {
+		name string
+		cur  *job.Job
+		c    job.Change
+	}
+	finish := func(cur *job.Job, o job.Outcome, delay time.Duration) job.Change {
+		return policy.Finish(cur, now, job.End{Outcome: o, Reason: "r", Delay: delay})
+	}
+	reclaim := func(cur *job.Job, o job.Outcome) job.Change {
+		return policy.Reclaim(cur, expired, job.End{Outcome: o, Reason: "r"})
+	}
+	steps := []step{
+		{"start", queued, policy.Start(job.Message{ID: queued.ID}, "w1", now)},
+		{"start with a deadline", timed, policy.Start(job.Message{ID: timed.ID}, "w1", now)},
+		{"takeover", running, policy.Takeover(running, "w2", expired)},
+		{"renew", running, policy.Renew(running, now.Add(time.Second), nil)},
+		{"renew with progress", running, policy.Renew(running, now.Add(time.Second), []byte(`{"p":1}`))},
+		{"request cancel", running, must(policy.RequestCancel(running, now))},
+		{"cancel queued", queued, must(policy.RequestCancel(queued, now))},
+		{"note", running, policy.Note(running, now, "halfway")},
+		{"promote", scheduled, policy.Promote(scheduled, scheduled.DueAt)},
+		{"resend", queued, policy.Resend(queued, queued.DueAt)},
+		{"dead letter", queued, policy.DeadLetter(queued, now, "dlq")},
+		{"expire", queued, policy.Expire(queued, now, "provisioner: no capacity")},
+	}
+	for _, o := range []job.Outcome{job.OutcomeSucceeded, job.OutcomeFailed, job.OutcomePermanent, job.OutcomeTimeout,
+		job.OutcomePanic, job.OutcomeHandedBack, job.OutcomeInterrupted, job.OutcomeSnoozed, job.OutcomeCancelled} {
+		steps = append(steps,
+			step{"finish " + string(o), running, finish(running, o, time.Second)},
+			step{"finish " + string(o) + " much later", running, finish(running, o, 24*time.Hour)},
+			step{"finish " + string(o) + " while cancelling", cancelling, finish(cancelling, o, 0)},
+			step{"finish " + string(o) + " on the last attempt", last, finish(last, o, 0)})
+	}
+	for _, o := range []job.Outcome{job.OutcomeLeaseExpired, job.OutcomeTaskStopped, job.OutcomeInterrupted,
+		job.OutcomeTimeout, job.OutcomeDeadLetter} {
+		steps = append(steps,
+			step{"reclaim " + string(o), running, reclaim(running, o)},
+			step{"reclaim " + string(o) + " on the last attempt", last, reclaim(last, o)})
+	}
+	ownerChanges := 0
+	for _, st := range steps {
+		require.NoError(t, st.c.Validate(), st.name)
+		before, next := encodeJob(st.cur), encodeJob(after(st.cur, st.c))
+		if !reflect.DeepEqual(before[AttrOwner], next[AttrOwner]) {
+			ownerChanges++
+		}
+		require.Equal(t, gsiUnits(keysOnly, before, next), gsiUnits(active, before, next),
+			"%s: owner %v -> %v, %s %v -> %v", st.name, before[AttrOwner], next[AttrOwner], AttrDuePK, before[AttrDuePK], next[AttrDuePK])
+	}
+	require.Greater(t, ownerChanges, len(steps)/2, "most steps change the owner")
+
+	// Whereas a change of owner alone would cost a write.
+	before := encodeJob(running)
+	moved := running.Clone()
+	moved.Owner = "w9"
+	require.Equal(t, 0, gsiUnits(keysOnly, before, encodeJob(moved)))
+	require.Equal(t, 1, gsiUnits(active, before, encodeJob(moved)))
+}
+
+func must(c job.Change, ok bool) job.Change {
+	if !ok {
+		panic("no change")
+	}
+	return c
 }

@@ -91,7 +91,6 @@ func TestThrottlingIsUnavailableAndNotRetried(t *testing.T) {
 					_, err := d.Apply(ctx, []job.Change{policy.Finish(j, t0, job.End{Outcome: job.OutcomeSucceeded})})
 					return err
 				}},
-				{"owned", func() error { _, err := d.Owned(ctx, "w1", 10); return err }},
 			}
 			for _, s := range steps {
 				before := calls()
@@ -109,6 +108,10 @@ func TestThrottlingIsUnavailableAndNotRetried(t *testing.T) {
 			_, err = d.List(ctx, jobstore.ListQuery{Limit: 10})
 			requireCode(t, errcode.Unavailable, err)
 			require.Equal(t, DefaultLayout.ListShards, calls()-before)
+			before = calls()
+			_, err = d.Owned(ctx, "w1", 10)
+			requireCode(t, errcode.Unavailable, err)
+			require.Equal(t, DefaultLayout.DueShards, calls()-before, "one query per RUNNING shard")
 		})
 	}
 }
@@ -149,7 +152,12 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 const describeJSON = `{"Table":{"TableName":"jobs","TableStatus":"ACTIVE","GlobalSecondaryIndexes":[
-	{"IndexName":"due","IndexStatus":"ACTIVE"},{"IndexName":"owned","IndexStatus":"ACTIVE"},{"IndexName":"list","IndexStatus":"ACTIVE"}]}}`
+	{"IndexName":"active","IndexStatus":"ACTIVE",
+	 "KeySchema":[{"AttributeName":"due_pk","KeyType":"HASH"},{"AttributeName":"due_at","KeyType":"RANGE"}],
+	 "Projection":{"ProjectionType":"INCLUDE","NonKeyAttributes":["owner"]}},
+	{"IndexName":"list","IndexStatus":"ACTIVE",
+	 "KeySchema":[{"AttributeName":"list_pk","KeyType":"HASH"},{"AttributeName":"id","KeyType":"RANGE"}],
+	 "Projection":{"ProjectionType":"INCLUDE","NonKeyAttributes":["type"]}}]}}`
 
 func TestThrottlingRetriedBySDKOnly(t *testing.T) {
 	t.Parallel()
@@ -648,12 +656,6 @@ func TestOpen(t *testing.T) {
 	requireCode(t, errcode.NotFound, err)
 	require.Contains(t, err.Error(), "CreateTable")
 
-	_, err = OpenDriver(t.Context(), &fakeClient{describe: func(*dynamodb.DescribeTableInput) (*dynamodb.DescribeTableOutput, error) {
-		return describeOK(IndexDue, IndexList), nil
-	}}, "jobs", nil)
-	requireCode(t, errcode.FailedPrecondition, err)
-	require.Contains(t, err.Error(), `"owned"`)
-
 	_, err = OpenDriver(t.Context(), nil, "jobs", nil)
 	requireCode(t, errcode.InvalidArgument, err)
 
@@ -665,21 +667,137 @@ func TestOpen(t *testing.T) {
 	requireCode(t, errcode.Canceled, err)
 }
 
+// Open takes a table with the indexes it reads, as CreateTableInput defines
+// them or wider, and refuses any other with FailedPrecondition saying what
+// is wrong.
+func TestOpenChecksIndexes(t *testing.T) {
+	t.Parallel()
+	index := func(out *dynamodb.DescribeTableOutput, name string) *types.GlobalSecondaryIndexDescription {
+		for i, ix := range out.Table.GlobalSecondaryIndexes {
+			if aws.ToString(ix.IndexName) == name {
+				return &out.Table.GlobalSecondaryIndexes[i]
+			}
+		}
+		panic("no index " + name)
+	}
+	current := func() *dynamodb.DescribeTableOutput { return describeTable(CreateTableInput("jobs")) }
+	for _, c := range []struct {
+		name  string
+		table func() *dynamodb.DescribeTableOutput
+		want  []string // in the error; none: opens
+	}{
+		{"as created", current, nil},
+		{"earlier layout", func() *dynamodb.DescribeTableOutput { return describeTable(earlierTableInput("jobs")) },
+			[]string{`earlier index layout ("due", "owned")`, `no index "active"`, "UpdateTable", `delete "due" and "owned"`}},
+		{"migrating: earlier indexes beside active", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			out.Table.GlobalSecondaryIndexes = append(out.Table.GlobalSecondaryIndexes,
+				describeTable(earlierTableInput("jobs")).Table.GlobalSecondaryIndexes[:2]...)
+			return out
+		}, nil},
+		{"active projects everything", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			index(out, IndexActive).Projection = &types.Projection{ProjectionType: types.ProjectionTypeAll}
+			return out
+		}, nil},
+		{"active projects more", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			index(out, IndexActive).Projection.NonKeyAttributes = []string{AttrType, AttrOwner}
+			return out
+		}, nil},
+		{"active without owner", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			index(out, IndexActive).Projection = &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}
+			return out
+		}, []string{`index "active" that does not project "owner"`, "delete it and add it again"}},
+		{"list without type", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			index(out, IndexList).Projection.NonKeyAttributes = []string{AttrOwner}
+			return out
+		}, []string{`index "list" that does not project "type"`}},
+		{"active with other keys", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			index(out, IndexActive).KeySchema[1].AttributeName = aws.String(AttrID)
+			return out
+		}, []string{`index "active" that has the keys "due_pk", "id", not "due_pk", "due_at"`}},
+		{"active without a sort key", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			index(out, IndexActive).KeySchema = index(out, IndexActive).KeySchema[:1]
+			return out
+		}, []string{`index "active" that has the keys "due_pk", ""`}},
+		{"due_at a string", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			for i, a := range out.Table.AttributeDefinitions {
+				if aws.ToString(a.AttributeName) == AttrDueAt {
+					out.Table.AttributeDefinitions[i].AttributeType = types.ScalarAttributeTypeS
+				}
+			}
+			return out
+		}, []string{`the key "due_at" of type S, not N`}},
+		{"active being built", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			index(out, IndexActive).IndexStatus = types.IndexStatusCreating
+			return out
+		}, []string{`index "active" that is CREATING`}},
+		{"active updating", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			index(out, IndexActive).IndexStatus = types.IndexStatusUpdating
+			return out
+		}, nil},
+		{"no list", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			out.Table.GlobalSecondaryIndexes = out.Table.GlobalSecondaryIndexes[:1]
+			return out
+		}, []string{`no index "list"`}},
+		{"no indexes", func() *dynamodb.DescribeTableOutput {
+			out := current()
+			out.Table.GlobalSecondaryIndexes = nil
+			return out
+		}, []string{`no index "active" (see dynamojobstore.CreateTableInput)`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			out := c.table()
+			_, err := OpenDriver(t.Context(), &fakeClient{describe: func(*dynamodb.DescribeTableInput) (*dynamodb.DescribeTableOutput, error) {
+				return out, nil
+			}}, "jobs", nil)
+			if c.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			requireCode(t, errcode.FailedPrecondition, err)
+			require.Contains(t, err.Error(), `open job store: table "jobs" `)
+			for _, w := range c.want {
+				require.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
 // Index entries may lag the records (AWS updates global secondary indexes
 // asynchronously): Due and Owned re-check the records they read.
 func TestIndexLagIsHarmless(t *testing.T) {
 	t.Parallel()
 	queued, moved, gone := newJob(""), newJob(""), newJob("")
 	policy.Start(job.Message{ID: moved.ID}, "w1", t0).Set.Apply(moved) // RUNNING now; the index still says QUEUED
-	entry := func(j *job.Job, due time.Time) map[string]types.AttributeValue {
-		return map[string]types.AttributeValue{AttrPK: s(jobPK(j.ID)), AttrDueAt: n(millis(due)), AttrOwner: s("w1"), AttrID: s(j.ID)}
+	entry := func(j *job.Job) map[string]types.AttributeValue {
+		return map[string]types.AttributeValue{AttrPK: s(jobPK(j.ID)), AttrDueAt: n(millis(queued.DueAt))}
 	}
 	f := &fakeClient{
+		// The index has each of the three both QUEUED and RUNNING with
+		// owner w1: behind the records of all of them.
 		query: func(in *dynamodb.QueryInput) (*dynamodb.QueryOutput, error) {
-			var items []map[string]types.AttributeValue
+			vals := map[string]bool{}
 			for _, v := range in.ExpressionAttributeValues {
-				if sv, ok := v.(*types.AttributeValueMemberS); ok && (sv.Value == DefaultLayout.duePK(job.Queued, queued.ID) || sv.Value == "w1") {
-					items = []map[string]types.AttributeValue{entry(queued, queued.DueAt), entry(moved, queued.DueAt), entry(gone, queued.DueAt)}
+				if sv, ok := v.(*types.AttributeValueMemberS); ok {
+					vals[sv.Value] = true
+				}
+			}
+			var items []map[string]types.AttributeValue
+			for _, j := range []*job.Job{queued, moved, gone} {
+				owned := in.FilterExpression != nil && vals["w1"] && vals[DefaultLayout.duePK(job.Running, j.ID)]
+				if owned || (in.FilterExpression == nil && vals[DefaultLayout.duePK(job.Queued, j.ID)]) {
+					items = append(items, entry(j))
 				}
 			}
 			return &dynamodb.QueryOutput{Items: items}, nil
@@ -698,6 +816,79 @@ func TestIndexLagIsHarmless(t *testing.T) {
 	owned, err := d.Owned(t.Context(), "w1", 10)
 	require.NoError(t, err)
 	require.Equal(t, []string{moved.ID}, ids(owned))
+}
+
+// Owned queries every RUNNING shard of the active index, filtered by owner,
+// to its last page (a page may hold no match and still not be the last),
+// and returns the records in id order, at most limit.
+func TestOwnedQueries(t *testing.T) {
+	t.Parallel()
+	var mine []*job.Job
+	for i := range 5 {
+		j := newJob("")
+		j.ID = job.NewID(t0.Add(time.Duration(i) * time.Millisecond))
+		policy.Start(job.Message{ID: j.ID}, "w1", t0).Set.Apply(j)
+		mine = append(mine, j)
+	}
+	var mu sync.Mutex
+	pages := map[string]int{} // queries per shard
+	f := &fakeClient{
+		// Runs on the driver's goroutines: it reports problems as errors,
+		// which Owned returns.
+		query: func(in *dynamodb.QueryInput) (*dynamodb.QueryOutput, error) {
+			cond, filter := aws.ToString(in.KeyConditionExpression), aws.ToString(in.FilterExpression)
+			k, v, _ := strings.Cut(cond, " = ")
+			fk, fv, _ := strings.Cut(filter, " = ")
+			shard, _ := in.ExpressionAttributeValues[v].(*types.AttributeValueMemberS)
+			who, _ := in.ExpressionAttributeValues[fv].(*types.AttributeValueMemberS)
+			if aws.ToString(in.IndexName) != IndexActive || aws.ToBool(in.ConsistentRead) ||
+				in.ExpressionAttributeNames[k] != AttrDuePK || shard == nil || !strings.HasPrefix(shard.Value, string(job.Running)+"#") ||
+				in.ExpressionAttributeNames[fk] != AttrOwner || who == nil || who.Value != "w1" {
+				return nil, fmt.Errorf("unexpected query: index %q, %q, filter %q, names %v, values %v",
+					aws.ToString(in.IndexName), cond, filter, in.ExpressionAttributeNames, in.ExpressionAttributeValues)
+			}
+			mu.Lock()
+			page := pages[shard.Value]
+			pages[shard.Value]++
+			mu.Unlock()
+			var items []map[string]types.AttributeValue
+			for _, j := range mine {
+				if DefaultLayout.duePK(job.Running, j.ID) == shard.Value {
+					items = append(items, map[string]types.AttributeValue{AttrPK: s(jobPK(j.ID))})
+				}
+			}
+			// Three pages per shard: an empty one, the matches, an empty one.
+			from := pkOf(in.ExclusiveStartKey)
+			switch {
+			case page == 0 && in.ExclusiveStartKey == nil:
+				return &dynamodb.QueryOutput{LastEvaluatedKey: map[string]types.AttributeValue{AttrPK: s("p1")}}, nil
+			case page == 1 && from == "p1":
+				return &dynamodb.QueryOutput{Items: items, LastEvaluatedKey: map[string]types.AttributeValue{AttrPK: s("p2")}}, nil
+			case page == 2 && from == "p2":
+				return &dynamodb.QueryOutput{}, nil
+			}
+			return nil, fmt.Errorf("shard %s: query %d from %q", shard.Value, page, from)
+		},
+		batchGet: func(in *dynamodb.BatchGetItemInput) (*dynamodb.BatchGetItemOutput, error) {
+			out := &dynamodb.BatchGetItemOutput{Responses: map[string][]map[string]types.AttributeValue{}}
+			for _, k := range in.RequestItems["jobs"].Keys {
+				for _, j := range mine {
+					if pkOf(k) == jobPK(j.ID) {
+						out.Responses["jobs"] = append(out.Responses["jobs"], encodeJob(j))
+					}
+				}
+			}
+			return out, nil
+		},
+	}
+	d := newFakeDriver(f)
+	got, err := d.Owned(t.Context(), "w1", 3)
+	require.NoError(t, err)
+	require.Equal(t, ids(mine[:3]), ids(got), "the first 3 by id")
+	require.Len(t, pages, DefaultLayout.DueShards)
+	for shard, n := range pages {
+		require.Equal(t, 3, n, "shard %s read to its end", shard)
+	}
 }
 
 func ids(jobs []*job.Job) []string {

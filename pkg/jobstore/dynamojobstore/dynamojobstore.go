@@ -80,56 +80,110 @@
 //
 // # Indexes
 //
-// Three sparse global secondary indexes, all KEYS_ONLY or nearly so, read
-// with Query (never Scan) and followed by a strongly consistent
-// BatchGetItem of the records, which are checked again (an index entry that
-// lags a write is dropped rather than returned):
+// Two sparse global secondary indexes, read with Query (never Scan) and
+// followed by a strongly consistent BatchGetItem of the records, which are
+// checked again (an index entry that lags a write is dropped rather than
+// returned):
 //
-//	due    due_pk = "<status>#<shard>" (HASH), due_at (RANGE)  KEYS_ONLY
-//	       only active jobs carry due_pk; Due queries the
-//	       Layout.DueShards partitions of a status and merges them by
-//	       due_at (ties by id).
-//	owned  owner (HASH), id (RANGE)                            KEYS_ONLY
-//	       owner is stored only when set; job.Policy clears it when a job
-//	       leaves RUNNING. Owned keeps RUNNING records only.
-//	list   list_pk = "jobs#<shard>" (HASH), id (RANGE)          INCLUDE type
-//	       written once, at create. List merges the Layout.ListShards
-//	       partitions newest first and filters by type in the query and by
-//	       status on the records.
+//	active  due_pk = "<status>#<shard>" (HASH), due_at (RANGE)  INCLUDE owner
+//	        only active jobs carry due_pk. Due queries the
+//	        Layout.DueShards partitions of a status and merges them by
+//	        due_at (ties by id); Owned queries the RUNNING partitions with
+//	        a filter on owner (below).
+//	list    list_pk = "jobs#<shard>" (HASH), id (RANGE)          INCLUDE type
+//	        written once, at create. List merges the Layout.ListShards
+//	        partitions newest first and filters by type in the query and by
+//	        status on the records.
 //
 // A job's shard is a hash of its id. The shards spread each index's writes
 // over several partition key values, because ids and due times grow
 // monotonically and one value would take every write; how many is the
 // table's Layout (DefaultLayout: 8 and 8), fixed at CreateTable.
 //
+// There is no index by owner. Owned is called when a worker stops (the
+// reaper, on a fleet event), seldom next to the writes every job makes, so
+// it reads the RUNNING partitions of active to their end with
+// FilterExpression owner = :o, and the records of the matching entries
+// only. So each Owned call reads every RUNNING entry of the table: its cost
+// grows with the number of running jobs, not with the table. An entry is
+// about 150 bytes with an ECS task ARN as owner, so 10,000 running jobs
+// make about 1.5 MB: some 200 read units, in one or two 1 MB pages per
+// shard, per stopped worker (more calls for a worker that owned more jobs
+// than the caller's limit).
+//
 // Write cost. DynamoDB bills one write unit per KB of the larger of the old
-// and new item, twice that inside a transaction, plus one unit per index
-// entry put or deleted (two when an entry's key changes). moto reports no
-// index capacity, so TestWriteCapacity computes these rules from the items
-// as stored (a no-op job's item is 320-460 bytes). For an unkeyed no-op
-// job:
+// and new item, twice that inside a transaction, plus, per index, one unit
+// for an entry put or deleted, two when an update changes the entry's key
+// (a delete and a put), one when it changes only projected attributes, and
+// none when it changes neither. moto reports no index capacity, so
+// TestWriteCapacity computes these rules from the items as stored (a no-op
+// job's item is about 320-460 bytes). For an unkeyed no-op job:
 //
-//	create  3  table 1, due 1 (enter), list 1
-//	start   4  table 1, due 2 (key changes), owned 1 (enter)
-//	renew   3  table 1, due 2 (due_at changes)
-//	finish  3  table 1, due 1 (leave), owned 1 (leave)
+//	create  3  table 1, active 1 (enter), list 1
+//	start   3  table 1, active 2 (key changes: status and due_at)
+//	renew   3  table 1, active 2 (due_at changes)
+//	finish  2  table 1, active 1 (leave)
 //
-// so create + start + finish is 10 write units, over the project's goal of
-// 3: the table alone takes 3 (one write each), and no index can be kept
-// without writing to it. The index writes were kept to the minimum the
-// queries allow: KEYS_ONLY projections (an update that changes no key
-// attribute, such as a note or a cancel request, writes no index), the list
-// index written once per job, and no status index (List filters status on
-// the records instead). A keyed job adds its key item and pays double for
-// the transactional create and finish: 16 units (create 6, finish 6,
-// counting the index writes of a transaction at the ordinary rate). Reads:
-// every Due and List call costs one Query per shard, Owned one Query per
-// page, plus strongly consistent reads of the records returned.
+// so create + start + finish is 8 write units (10 with the earlier owned
+// index: an entry put at start and deleted at finish). Projecting
+// owner into active adds no write: job.Policy changes owner only at start,
+// takeover, finish and reclaim, and each of these changes the entry's key
+// too (status or due_at), so the entry is rewritten anyway
+// (TestProjectedOwnerIsFree checks every change job.Policy makes). A change
+// that set owner alone would cost one write more.
+//
+// The project's goal of 3 is out of reach while the reaper's sweeps are
+// index queries. The table alone takes 3 (create, start and finish are
+// three conditional writes, at three moments, by three writers), and the
+// sweeps need at least 4 index units: a QUEUED job must be in an index from
+// create (Due(QUEUED) finds a message lost between store and send, and a
+// missed start deadline): 1; a RUNNING job must be found by lease end, a
+// sort key other than its resend deadline, so start moves the entry: 2; a
+// finished job must leave it, or every sweep would read every finished job
+// until TTL deletes it: 1. List must return every job, finished ones too,
+// newest first, from an index: 1 entry more, which never changes. 3 + 4 + 1
+// = 8. Keeping QUEUED jobs out of active would strand a job whose message
+// was never sent; serving List from active (which sorts by due time and
+// holds active jobs only) would read every active job per page; serving it
+// from the table itself would need a new table keyed by shard and id,
+// putting every job write, renewals included, on Layout.ListShards
+// partition key values, to save 1 unit.
+//
+// A keyed job adds its key item and pays double for the transactional
+// create and finish: 14 units (create 6, finish 5, counting the index
+// writes of a transaction at the ordinary rate). Renewals cost 3 units
+// each, so a job that renews its lease three times or more pays more for
+// renewals than for the rest of its life. Reads: every Due and List call costs one
+// Query per shard, and Owned at least one per RUNNING shard (see above),
+// plus strongly consistent reads of the records returned.
 //
 // List pages are bounded: a page examines at most max(limit+1, 1000)
 // records. When a status filter rejects them all before the page is full,
 // the page comes back short with Next set after the last record examined,
 // so a walk visits every job once and each call does bounded work.
+//
+// # Tables of the earlier layout
+//
+// Tables made before the active index have the indexes due (active's keys,
+// KEYS_ONLY) and owned (owner, id). DynamoDB cannot change an index's
+// projection in place, so active is a new index rather than due changed,
+// and Open and CreateTable refuse a table without it with
+// errcode.FailedPrecondition, saying what to do. Both versions write the
+// items alike, so a table is migrated while everything runs:
+//
+//  1. Add active (one UpdateTable, GlobalSecondaryIndexUpdates Create as
+//     CreateTableInput defines it, with AttributeDefinitions due_pk S and
+//     due_at N; or a stack update that adds only it). DynamoDB fills it
+//     from the items while the earlier version keeps using due and owned.
+//  2. When it is ACTIVE, deploy this version (Open refuses the table while
+//     active is being built).
+//  3. When no process of the earlier version runs, delete owned, then due
+//     (DynamoDB takes one index per UpdateTable). Until then each job
+//     also pays their 6 units.
+//
+// Extra indexes are otherwise no error: Open checks that the indexes it
+// reads exist, are queryable, and have their keys and projected
+// attributes.
 //
 // # Differences from sqlitejobstore (and from AWS)
 //
@@ -137,6 +191,8 @@
 //     AWS (moto updates them synchronously). They may miss a job written a
 //     moment ago; they never return a record that does not match, since the
 //     records are re-read and re-checked.
+//   - Owned reads the index entry of every running job, whoever owns it
+//     (see Indexes); sqlitejobstore reads an index by owner.
 //   - Times are stored to the millisecond (sqlitejobstore: nanoseconds). A
 //     lease condition compares whole milliseconds: a lease counts as expired
 //     when its millisecond is before the condition's, never early, at most
@@ -242,10 +298,13 @@ type Driver struct {
 	table       string
 	layout      Layout
 	concurrency int
-	// listBudget bounds the records one List (or Owned) call examines: at
-	// most max(limit+1, listBudget).
+	// listBudget bounds the records one List call examines: at most
+	// max(limit+1, listBudget).
 	listBudget int
-	closed     atomic.Bool
+	// ownedPage is the Limit of Owned's queries; 0 leaves DynamoDB's 1 MB
+	// pages (tests set it to reach further pages).
+	ownedPage int32
+	closed    atomic.Bool
 }
 
 var _ jobstore.Driver = (*Driver)(nil)
@@ -255,7 +314,9 @@ const defaultListBudget = 1000
 // OpenDriver checks that the job table exists, with the indexes the driver
 // queries, reads its Layout, and returns a driver for it: errcode.NotFound
 // when the table does not exist, errcode.FailedPrecondition when it lacks an
-// index. Most callers want Open.
+// index, has one with other keys or without an attribute the driver reads
+// in it, or one not yet queryable (a table of the earlier layout is refused
+// so; the message says how to migrate it). Most callers want Open.
 func OpenDriver(ctx context.Context, client DynamoDBAPI, table string, opts *Options) (*Driver, error) {
 	if opts == nil {
 		opts = &Options{}
@@ -272,17 +333,8 @@ func OpenDriver(ctx context.Context, client DynamoDBAPI, table string, opts *Opt
 	if err != nil {
 		return nil, mapErr(ctx, err, "open job store: describe table %q", table)
 	}
-	have := map[string]bool{}
-	if out.Table != nil {
-		for _, ix := range out.Table.GlobalSecondaryIndexes {
-			have[aws.ToString(ix.IndexName)] = true
-		}
-	}
-	for _, ix := range []string{IndexDue, IndexOwned, IndexList} {
-		if !have[ix] {
-			return nil, errcode.New(errcode.FailedPrecondition,
-				"open job store: table %q has no index %q (see dynamojobstore.CreateTableInput)", table, ix)
-		}
+	if err := checkIndexes("open job store", table, out.Table); err != nil {
+		return nil, err
 	}
 	layout, err := readLayout(ctx, client, table)
 	if err != nil {

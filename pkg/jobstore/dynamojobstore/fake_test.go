@@ -91,12 +91,12 @@ func inputs[I any](f *fakeClient) []I {
 	return out
 }
 
-// newFakeDriver returns a driver over f (whose DescribeTable reports a
-// table with every index).
+// newFakeDriver returns a driver over f (whose DescribeTable, unless
+// scripted, reports the table CreateTableInput defines).
 func newFakeDriver(f *fakeClient) *Driver {
 	if f.describe == nil {
 		f.describe = func(*dynamodb.DescribeTableInput) (*dynamodb.DescribeTableOutput, error) {
-			return describeOK(IndexDue, IndexOwned, IndexList), nil
+			return describeTable(CreateTableInput("jobs")), nil
 		}
 	}
 	d, err := OpenDriver(context.Background(), f, "jobs", nil)
@@ -106,14 +106,55 @@ func newFakeDriver(f *fakeClient) *Driver {
 	return d
 }
 
-func describeOK(indexes ...string) *dynamodb.DescribeTableOutput {
-	t := &types.TableDescription{TableName: aws.String("jobs"), TableStatus: types.TableStatusActive}
-	for _, ix := range indexes {
+// describeTable is how DynamoDB describes the table in defines, ACTIVE with
+// its indexes.
+func describeTable(in *dynamodb.CreateTableInput) *dynamodb.DescribeTableOutput {
+	t := &types.TableDescription{
+		TableName:            in.TableName,
+		TableStatus:          types.TableStatusActive,
+		AttributeDefinitions: in.AttributeDefinitions,
+		KeySchema:            in.KeySchema,
+	}
+	for _, ix := range in.GlobalSecondaryIndexes {
 		t.GlobalSecondaryIndexes = append(t.GlobalSecondaryIndexes, types.GlobalSecondaryIndexDescription{
-			IndexName: aws.String(ix), IndexStatus: types.IndexStatusActive,
+			IndexName:   ix.IndexName,
+			KeySchema:   ix.KeySchema,
+			Projection:  ix.Projection,
+			IndexStatus: types.IndexStatusActive,
 		})
 	}
 	return &dynamodb.DescribeTableOutput{Table: t}
+}
+
+// earlierTableInput is the definition of a job table of the earlier layout:
+// the indexes due (the keys of active, KEYS_ONLY), owned and list.
+func earlierTableInput(name string) *dynamodb.CreateTableInput {
+	attr := func(n string, t types.ScalarAttributeType) types.AttributeDefinition {
+		return types.AttributeDefinition{AttributeName: aws.String(n), AttributeType: t}
+	}
+	keys := func(hash, rng string) []types.KeySchemaElement {
+		return []types.KeySchemaElement{
+			{AttributeName: aws.String(hash), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(rng), KeyType: types.KeyTypeRange},
+		}
+	}
+	keysOnly := &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}
+	return &dynamodb.CreateTableInput{
+		TableName:   aws.String(name),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			attr(AttrPK, types.ScalarAttributeTypeS), attr(AttrDuePK, types.ScalarAttributeTypeS),
+			attr(AttrDueAt, types.ScalarAttributeTypeN), attr(AttrOwner, types.ScalarAttributeTypeS),
+			attr(AttrID, types.ScalarAttributeTypeS), attr(AttrListPK, types.ScalarAttributeTypeS),
+		},
+		KeySchema: []types.KeySchemaElement{{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash}},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
+			{IndexName: aws.String("due"), KeySchema: keys(AttrDuePK, AttrDueAt), Projection: keysOnly},
+			{IndexName: aws.String("owned"), KeySchema: keys(AttrOwner, AttrID), Projection: keysOnly},
+			{IndexName: aws.String(IndexList), KeySchema: keys(AttrListPK, AttrID),
+				Projection: &types.Projection{ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: []string{AttrType}}},
+		},
+	}
 }
 
 // Errors as the SDK returns them.

@@ -1,6 +1,8 @@
 package dynamojobstore
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -40,13 +42,25 @@ func TestCreateTable(t *testing.T) {
 	desc, err := c.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String(name)})
 	require.NoError(t, err)
 	require.Equal(t, types.TableStatusActive, desc.Table.TableStatus)
-	indexes := map[string]types.ProjectionType{}
+	indexes := map[string]string{}
 	for _, ix := range desc.Table.GlobalSecondaryIndexes {
-		indexes[aws.ToString(ix.IndexName)] = ix.Projection.ProjectionType
+		var keys []string
+		for _, k := range ix.KeySchema {
+			keys = append(keys, aws.ToString(k.AttributeName)+" "+string(k.KeyType))
+		}
+		indexes[aws.ToString(ix.IndexName)] = fmt.Sprintf("%v %s %v", keys, ix.Projection.ProjectionType, ix.Projection.NonKeyAttributes)
 	}
-	require.Equal(t, map[string]types.ProjectionType{
-		IndexDue: types.ProjectionTypeKeysOnly, IndexOwned: types.ProjectionTypeKeysOnly, IndexList: types.ProjectionTypeInclude,
+	require.Equal(t, map[string]string{
+		IndexActive: "[due_pk HASH due_at RANGE] INCLUDE [owner]",
+		IndexList:   "[list_pk HASH id RANGE] INCLUDE [type]",
 	}, indexes)
+	attrs := map[string]types.ScalarAttributeType{}
+	for _, a := range desc.Table.AttributeDefinitions {
+		attrs[aws.ToString(a.AttributeName)] = a.AttributeType
+	}
+	require.Equal(t, map[string]types.ScalarAttributeType{
+		AttrPK: "S", AttrDuePK: "S", AttrDueAt: "N", AttrListPK: "S", AttrID: "S",
+	}, attrs, "owner is no key any more")
 
 	_, err = OpenDriver(t.Context(), c, name+"-missing", nil)
 	requireCode(t, errcode.NotFound, err)
@@ -160,4 +174,126 @@ func TestListPagesAreBounded(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, p.Jobs, 10)
 	require.Empty(t, p.Next)
+}
+
+// A table of the earlier layout (indexes due, owned, list) is refused by
+// Open and CreateTable until it has the active index, and migrates as the
+// package doc says: add active (the jobs already stored are in it), open,
+// then delete owned and due.
+func TestEarlierLayoutMigration(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := dynamodb.NewFromConfig(awstest.Config(t))
+	name := awstest.Name(t)
+	_, err := c.CreateTable(ctx, earlierTableInput(name))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := c.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)})
+		require.NoError(t, err)
+	})
+	_, err = waitActive(ctx, c, name, 100*time.Millisecond)
+	require.NoError(t, err)
+
+	// Jobs as the earlier version wrote them (the items are alike): one
+	// queued, one running on w1. The table has no layout item.
+	queued, run := newJob(""), newJob("")
+	policy.Start(job.Message{ID: run.ID}, "w1", t0).Set.Apply(run)
+	for _, j := range []*job.Job{queued, run} {
+		_, err := c.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(name), Item: DefaultLayout.encodeJob(j)})
+		require.NoError(t, err)
+	}
+
+	_, err = OpenDriver(ctx, newTestClient(t), name, nil)
+	requireCode(t, errcode.FailedPrecondition, err)
+	require.Contains(t, err.Error(), `earlier index layout ("due", "owned")`)
+	err = CreateTable(ctx, c, name, &TableOptions{PollInterval: 100 * time.Millisecond})
+	requireCode(t, errcode.FailedPrecondition, err)
+	require.Contains(t, err.Error(), `create job table: table "`+name+`" has the earlier index layout`)
+
+	update := func(u types.GlobalSecondaryIndexUpdate, attrs ...types.AttributeDefinition) {
+		t.Helper()
+		_, err := c.UpdateTable(ctx, &dynamodb.UpdateTableInput{
+			TableName:                   aws.String(name),
+			AttributeDefinitions:        attrs,
+			GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{u},
+		})
+		require.NoError(t, err)
+		_, err = waitActive(ctx, c, name, 100*time.Millisecond)
+		require.NoError(t, err)
+	}
+	def := CreateTableInput(name)
+	var active types.GlobalSecondaryIndex
+	for _, ix := range def.GlobalSecondaryIndexes {
+		if aws.ToString(ix.IndexName) == IndexActive {
+			active = ix
+		}
+	}
+	update(types.GlobalSecondaryIndexUpdate{Create: &types.CreateGlobalSecondaryIndexAction{
+		IndexName: active.IndexName, KeySchema: active.KeySchema, Projection: active.Projection,
+	}},
+		types.AttributeDefinition{AttributeName: aws.String(AttrDuePK), AttributeType: types.ScalarAttributeTypeS},
+		types.AttributeDefinition{AttributeName: aws.String(AttrDueAt), AttributeType: types.ScalarAttributeTypeN})
+
+	check := func() {
+		t.Helper()
+		d, err := OpenDriver(ctx, newTestClient(t), name, nil)
+		require.NoError(t, err)
+		defer d.Close()
+		require.Equal(t, DefaultLayout, d.layout)
+		due, err := d.Due(ctx, job.Queued, queued.DueAt.Add(time.Millisecond), 10)
+		require.NoError(t, err)
+		require.Equal(t, []string{queued.ID}, ids(due))
+		owned, err := d.Owned(ctx, "w1", 10)
+		require.NoError(t, err)
+		require.Equal(t, []string{run.ID}, ids(owned))
+	}
+	check() // beside the earlier indexes
+	update(types.GlobalSecondaryIndexUpdate{Delete: &types.DeleteGlobalSecondaryIndexAction{IndexName: aws.String("owned")}})
+	update(types.GlobalSecondaryIndexUpdate{Delete: &types.DeleteGlobalSecondaryIndexAction{IndexName: aws.String("due")}})
+	check()
+	require.NoError(t, CreateTable(ctx, c, name, &TableOptions{PollInterval: 100 * time.Millisecond}), "now as it creates it")
+}
+
+// Owned reads the RUNNING shards to their end, however the filter leaves
+// the pages: with one entry a page, most pages hold no match.
+func TestOwnedAmongOthers(t *testing.T) {
+	t.Parallel()
+	d := openTestDriver(t)
+	d.ownedPage = 1
+	ctx := t.Context()
+	var jobs []*job.Job
+	for i := range 12 {
+		jobs = append(jobs, policy.New(&job.Submission{Type: "t"}, job.DefaultLimits, job.NewID(t0.Add(time.Duration(i)*time.Millisecond)), t0))
+	}
+	res, err := d.Create(ctx, jobs)
+	require.NoError(t, err)
+	var starts []job.Change
+	want := map[string][]string{}
+	for i, j := range jobs {
+		if i == 11 {
+			break // stays queued
+		}
+		owner := []string{"w1", "w2", "w3"}[i%3]
+		require.NoError(t, res[i].Err)
+		starts = append(starts, policy.Start(job.Message{ID: j.ID}, owner, t0))
+		want[owner] = append(want[owner], j.ID)
+	}
+	changed, err := d.Apply(ctx, starts)
+	require.NoError(t, err)
+	for _, r := range changed {
+		require.NoError(t, r.Err)
+	}
+	for owner, wantIDs := range want {
+		got, err := d.Owned(ctx, owner, 100)
+		require.NoError(t, err)
+		require.Equal(t, wantIDs, ids(got), owner)
+	}
+	got, err := d.Owned(ctx, "w1", 2)
+	require.NoError(t, err)
+	require.Equal(t, want["w1"][:2], ids(got), "the first 2 by id")
+	got, err = d.Owned(ctx, "w4", 100)
+	require.NoError(t, err)
+	require.Empty(t, got)
 }

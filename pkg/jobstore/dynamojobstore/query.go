@@ -119,7 +119,7 @@ func (d *Driver) Due(ctx context.Context, status job.Status, before time.Time, l
 		e := newExpr()
 		out, err := d.client.Query(ctx, &dynamodb.QueryInput{
 			TableName:                 aws.String(d.table),
-			IndexName:                 aws.String(IndexDue),
+			IndexName:                 aws.String(IndexActive),
 			KeyConditionExpression:    aws.String(e.name(AttrDuePK) + " = " + e.value(s(dueShardPK(status, i))) + " AND " + e.name(AttrDueAt) + " < " + e.value(n(bound))),
 			ExpressionAttributeNames:  e.names,
 			ExpressionAttributeValues: e.values,
@@ -163,54 +163,70 @@ func (d *Driver) Due(ctx context.Context, status job.Status, before time.Time, l
 }
 
 // Owned returns up to limit RUNNING jobs whose owner is owner, by id; see
-// jobstore.Driver. It pages through the owner's entries in the owned
-// index, reads their records and keeps the RUNNING ones still owned by
-// owner.
+// jobstore.Driver. There is no index by owner: it queries every RUNNING
+// shard of the active index (where owner is projected) to its end with a
+// filter on owner, so each call reads every RUNNING entry of the table (see
+// the package doc), then reads the records of the matching entries and keeps
+// those still RUNNING and owned by owner.
 func (d *Driver) Owned(ctx context.Context, owner string, limit int) ([]*job.Job, error) {
 	if err := d.check(); err != nil {
 		return nil, err
 	}
 	doing := "jobs owned by " + owner
-	var (
-		jobs     []*job.Job
-		start    map[string]types.AttributeValue
-		examined int
-	)
-	for {
-		e := newExpr()
-		out, err := d.client.Query(ctx, &dynamodb.QueryInput{
-			TableName:                 aws.String(d.table),
-			IndexName:                 aws.String(IndexOwned),
-			KeyConditionExpression:    aws.String(e.name(AttrOwner) + " = " + e.value(s(owner))),
-			ExpressionAttributeNames:  e.names,
-			ExpressionAttributeValues: e.values,
-			ExclusiveStartKey:         start,
-			Limit:                     aws.Int32(int32(min(limit-len(jobs), maxBatchGet))),
-		})
-		if err != nil {
-			return nil, mapErr(ctx, err, "%s", doing)
-		}
-		var ids []string
-		for _, item := range out.Items {
-			if en, ok := entryOf(item); ok {
-				ids = append(ids, en.id)
+	shards := make([][]string, d.layout.DueShards)
+	err := d.parallel(len(shards), func(i int) error {
+		var start map[string]types.AttributeValue
+		for {
+			e := newExpr()
+			in := &dynamodb.QueryInput{
+				TableName:                 aws.String(d.table),
+				IndexName:                 aws.String(IndexActive),
+				KeyConditionExpression:    aws.String(e.name(AttrDuePK) + " = " + e.value(s(dueShardPK(job.Running, i)))),
+				FilterExpression:          aws.String(e.name(AttrOwner) + " = " + e.value(s(owner))),
+				ProjectionExpression:      aws.String(e.name(AttrPK)),
+				ExpressionAttributeNames:  e.names,
+				ExpressionAttributeValues: e.values,
+				ExclusiveStartKey:         start,
+			}
+			if d.ownedPage > 0 {
+				in.Limit = aws.Int32(d.ownedPage)
+			}
+			out, err := d.client.Query(ctx, in)
+			if err != nil {
+				return mapErr(ctx, err, "%s", doing)
+			}
+			for _, item := range out.Items {
+				if en, ok := entryOf(item); ok {
+					shards[i] = append(shards[i], en.id)
+				}
+			}
+			// A page can hold no match and still not be the last: the
+			// filter applies after the page is read.
+			if start = out.LastEvaluatedKey; len(start) == 0 {
+				return nil
 			}
 		}
-		found, err := d.fetch(ctx, ids, doing)
+	})
+	if err != nil {
+		return nil, err
+	}
+	ids := slices.Concat(shards...)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	var jobs []*job.Job
+	for start := 0; start < len(ids) && len(jobs) < limit; start += maxBatchGet {
+		part := ids[start:min(start+maxBatchGet, len(ids))]
+		found, err := d.fetch(ctx, part, doing)
 		if err != nil {
 			return nil, err
 		}
-		for _, id := range ids {
-			if j := found[id]; j != nil && j.Status == job.Running && j.Owner == owner {
+		for _, id := range part {
+			if j := found[id]; j != nil && j.Status == job.Running && j.Owner == owner && len(jobs) < limit {
 				jobs = append(jobs, j)
 			}
 		}
-		examined += len(ids)
-		start = out.LastEvaluatedKey
-		if len(jobs) >= limit || len(start) == 0 || examined >= max(limit, d.listBudget) {
-			return jobs, nil
-		}
 	}
+	return jobs, nil
 }
 
 // listShard walks one shard of the list index, newest first, below the
