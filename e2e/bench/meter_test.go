@@ -135,7 +135,7 @@ func (m *capacityMeter) around(ctx context.Context, op string, tx bool, keys []m
 				return err
 			}
 		}
-		u := kb(max(itemSize(before[i]), itemSize(after)), 1024)
+		u := kb(max(dynamojobstore.ItemSize(before[i]), dynamojobstore.ItemSize(after)), 1024)
 		if tx {
 			u *= 2
 		}
@@ -207,7 +207,7 @@ func (m *capacityMeter) TransactWriteItems(ctx context.Context, in *dynamodb.Tra
 func (m *capacityMeter) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
 	out, err := m.DynamoDBAPI.GetItem(ctx, in, opts...)
 	if err == nil {
-		m.charge(m.read, "GetItem", readUnits(kb(itemSize(out.Item), 4096), aws.ToBool(in.ConsistentRead)))
+		m.charge(m.read, "GetItem", readUnits(kb(dynamojobstore.ItemSize(out.Item), 4096), aws.ToBool(in.ConsistentRead)))
 	}
 	return out, err
 }
@@ -223,7 +223,7 @@ func (m *capacityMeter) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetI
 		for i := range ka.Keys {
 			size := 0
 			if i < len(found) {
-				size = itemSize(found[i])
+				size = dynamojobstore.ItemSize(found[i])
 			}
 			units += readUnits(kb(size, 4096), aws.ToBool(ka.ConsistentRead))
 		}
@@ -237,7 +237,7 @@ func (m *capacityMeter) Query(ctx context.Context, in *dynamodb.QueryInput, opts
 	if err == nil {
 		size := 0
 		for _, it := range out.Items {
-			size += itemSize(it)
+			size += dynamojobstore.ItemSize(it)
 		}
 		consistent := aws.ToBool(in.ConsistentRead) && in.IndexName == nil
 		m.charge(m.read, "Query", readUnits(kb(size, 4096), consistent))
@@ -256,7 +256,7 @@ func readUnits(blocks int, consistent bool) float64 {
 func indexUnits(g types.GlobalSecondaryIndex, before, after map[string]types.AttributeValue) int {
 	bk, bp := indexEntry(g, before)
 	ak, ap := indexEntry(g, after)
-	size := func(k, p map[string]types.AttributeValue) int { return kb(itemSize(k)+itemSize(p)+100, 1024) }
+	size := func(k, p map[string]types.AttributeValue) int { return kb(dynamojobstore.ItemSize(k)+dynamojobstore.ItemSize(p)+100, 1024) }
 	switch {
 	case bk == nil && ak == nil:
 		return 0
@@ -298,61 +298,7 @@ func indexEntry(g types.GlobalSecondaryIndex, item map[string]types.AttributeVal
 	return keys, projected
 }
 
-// itemSize is an item's size as DynamoDB counts it: each attribute's name
-// plus its value (strings and binaries by length, numbers by significant
-// digits, 3 bytes plus 1 per element for maps and lists, 1 for booleans and
-// nulls).
-func itemSize(item map[string]types.AttributeValue) int {
-	n := 0
-	for name, v := range item {
-		n += len(name) + valueSize(v)
-	}
-	return n
-}
 
-func valueSize(v types.AttributeValue) int {
-	switch v := v.(type) {
-	case *types.AttributeValueMemberS:
-		return len(v.Value)
-	case *types.AttributeValueMemberB:
-		return len(v.Value)
-	case *types.AttributeValueMemberN:
-		return numberSize(v.Value)
-	case *types.AttributeValueMemberBOOL, *types.AttributeValueMemberNULL:
-		return 1
-	case *types.AttributeValueMemberM:
-		n := 3
-		for k, e := range v.Value {
-			n += 1 + len(k) + valueSize(e)
-		}
-		return n
-	case *types.AttributeValueMemberL:
-		n := 3
-		for _, e := range v.Value {
-			n += 1 + valueSize(e)
-		}
-		return n
-	case *types.AttributeValueMemberSS:
-		n := 0
-		for _, e := range v.Value {
-			n += len(e)
-		}
-		return n
-	case *types.AttributeValueMemberNS:
-		n := 0
-		for _, e := range v.Value {
-			n += numberSize(e)
-		}
-		return n
-	case *types.AttributeValueMemberBS:
-		n := 0
-		for _, e := range v.Value {
-			n += len(e)
-		}
-		return n
-	}
-	return 0
-}
 
 // numberSize: about one byte per two significant digits, plus one.
 func numberSize(v string) int {

@@ -79,7 +79,7 @@ func (m *meter) around(ctx context.Context, tx bool, keys []map[string]types.Att
 	defer m.mu.Unlock()
 	for i, k := range keys {
 		after := m.read(ctx, k)
-		u := kbUnits(max(itemSize(before[i]), itemSize(after)))
+		u := kbUnits(max(ItemSize(before[i]), ItemSize(after)))
 		if tx {
 			u *= 2
 		}
@@ -88,7 +88,7 @@ func (m *meter) around(ctx context.Context, tx bool, keys []map[string]types.Att
 			m.units += gsiUnits(g, before[i], after)
 		}
 		if strings.HasPrefix(itemPK(after), jobPrefix) {
-			m.sizes = append(m.sizes, itemSize(after))
+			m.sizes = append(m.sizes, ItemSize(after))
 		}
 	}
 	return nil
@@ -121,7 +121,7 @@ func gsiEntry(g types.GlobalSecondaryIndex, item map[string]types.AttributeValue
 func gsiUnits(g types.GlobalSecondaryIndex, before, after map[string]types.AttributeValue) int {
 	bk, bp := gsiEntry(g, before)
 	ak, ap := gsiEntry(g, after)
-	size := func(k, p map[string]types.AttributeValue) int { return kbUnits(itemSize(k) + itemSize(p) + 100) }
+	size := func(k, p map[string]types.AttributeValue) int { return kbUnits(ItemSize(k) + ItemSize(p) + 100) }
 	switch {
 	case bk == nil && ak == nil:
 		return 0

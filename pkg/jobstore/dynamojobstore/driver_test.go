@@ -1021,7 +1021,7 @@ func TestItemSize(t *testing.T) {
 		"ok":  boolean(true),                                                                     // 2 + 1
 		"m":   &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{"k": s("v")}}, // 1 + 3 + (1 + 1 + 1)
 	}
-	require.Equal(t, 8+5+6+3+7, itemSize(item))
+	require.Equal(t, 8+5+6+3+7, ItemSize(item))
 	require.Equal(t, 2, numberSize("-0.100"))
 	require.Equal(t, 11, numberSize("1234567890123456789"))
 }

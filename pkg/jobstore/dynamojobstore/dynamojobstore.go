@@ -457,7 +457,7 @@ func (d *Driver) create(ctx context.Context, in *job.Job) (jobstore.CreateResult
 	j := in.Clone()
 	toUTC(j)
 	item := d.layout.encodeJob(j)
-	if size := itemSize(item); size > MaxItemBytes {
+	if size := ItemSize(item); size > MaxItemBytes {
 		return jobstore.CreateResult{Err: errcode.New(errcode.InvalidArgument,
 			"create job %s: item is %d bytes; the limit is %d (keep large payloads and results in the blob store)",
 			j.ID, size, MaxItemBytes)}, nil

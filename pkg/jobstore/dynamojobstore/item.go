@@ -387,11 +387,11 @@ func utc(t time.Time) time.Time {
 	return t.UTC()
 }
 
-// itemSize is the size DynamoDB counts for an item: attribute names plus
+// ItemSize is the size DynamoDB counts for an item: attribute names plus
 // values, as its developer guide describes (strings and binary by length,
 // numbers about one byte per two significant digits plus one, lists and maps
 // three bytes plus one per element).
-func itemSize(item map[string]types.AttributeValue) int {
+func ItemSize(item map[string]types.AttributeValue) int {
 	size := 0
 	for name, v := range item {
 		size += len(name) + valueSize(v)
