@@ -745,3 +745,43 @@ func (s *visibilitySpy) ChangeVisibility(ctx context.Context, changes []queue.Vi
 	}
 	return res, err
 }
+
+// A job longer than SQS's 12-hour visibility limit: near the cap the worker
+// deletes its message and goes on under its lease alone, so the message is
+// neither redelivered (another worker would find a live lease and drop it)
+// nor lost (if the worker died now, the reaper re-queues from the lease).
+func TestJobLongerThanVisibilityCap(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	b := newBlocker()
+	e.reg.Handle("block", b)
+	// A duration cap raised past 12 hours (JOBFLEET_DURATION_CAP).
+	limits := job.DefaultLimits
+	limits.MaxTimeout = 24 * time.Hour
+	sub := job.Submission{Type: "block", Timeout: job.Duration(20 * time.Hour)}
+	require.NoError(t, sub.Validate(limits, t0))
+	j := policy.New(&sub, limits, job.NewID(t0), t0)
+	ctx := context.Background()
+	_, err := e.store.Create(ctx, j)
+	require.NoError(t, err)
+	_, err = work.Enqueue(ctx, e.work, t0, j)
+	require.NoError(t, err)
+	w := e.start("w1", nil)
+	<-b.started
+	for e.depth().InFlight == 1 {
+		require.Less(t, e.clock.Now().Sub(t0), queue.MaxVisibility, "the message outlived its visibility cap")
+		e.clock.Advance(time.Hour)
+		w.HeartbeatNow(ctx)
+		r := e.get(j.ID)
+		require.Equal(t, job.Running, r.Status)
+		require.Equal(t, e.clock.Now().Add(policy.Lease), r.LeaseUntil, "the lease is still renewed")
+	}
+	require.Equal(t, queue.Depth{}, e.depth(), "deleted, not redelivered")
+	e.clock.Advance(10 * time.Hour) // 19 h in, on the lease alone
+	w.HeartbeatNow(ctx)
+	require.Equal(t, job.Running, e.get(j.ID).Status)
+	close(b.release)
+	done := e.waitStatus(j.ID, job.Succeeded)
+	require.Equal(t, 1, done.Attempt)
+	require.Equal(t, queue.Depth{}, e.depth())
+}
