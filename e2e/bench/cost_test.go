@@ -24,6 +24,7 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/handlers"
 	"github.com/jobfleet/jobfleet/pkg/jobstore"
 	"github.com/jobfleet/jobfleet/pkg/jobstore/dynamojobstore"
+	"github.com/jobfleet/jobfleet/pkg/jobstore/dynamojobstore/dynamometer"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
 	"github.com/jobfleet/jobfleet/pkg/profile"
 	"github.com/jobfleet/jobfleet/pkg/reaper"
@@ -55,7 +56,7 @@ type awsRole struct {
 	b *profile.Backends
 }
 
-func openAWSRole(t *testing.T, cfg config.Config, st *meterState, done *marks) *awsRole {
+func openAWSRole(t *testing.T, cfg config.Config, st *dynamometer.Meter, done *marks) *awsRole {
 	t.Helper()
 	ctx := t.Context()
 	m := metrics.New()
@@ -64,7 +65,7 @@ func openAWSRole(t *testing.T, cfg config.Config, st *meterState, done *marks) *
 	b, err := profile.OpenAWSWith(ctx, cfg, c)
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Close() })
-	meter := newCapacityMeter(c.DynamoDB, dynamodb.NewFromConfig(awstest.Config(t)), cfg.Table, st)
+	meter := st.Client(c.DynamoDB, dynamodb.NewFromConfig(awstest.Config(t)), cfg.Table)
 	d, err := dynamojobstore.OpenDriver(ctx, meter, cfg.Table, nil)
 	require.NoError(t, err)
 	var drv jobstore.Driver = d
@@ -193,7 +194,7 @@ func TestCost(t *testing.T) {
 	require.NoError(t, profile.BootstrapAWS(ctx, cfg, profile.NewClients(awstest.Config(t)), slog.New(slog.DiscardHandler)))
 
 	done := newMarks()
-	jobMeter, reaperMeter := newMeterState(p.costSample), newMeterState(1)
+	jobMeter, reaperMeter := dynamometer.New(p.costSample), dynamometer.New(1)
 	disp := openAWSRole(t, cfg, jobMeter, nil)
 	svc := newService(disp.b, cfg)
 	reg := worker.NewRegistry()
@@ -219,8 +220,8 @@ func TestCost(t *testing.T) {
 	for _, r := range roles {
 		base[r] = requests(t, r.m)
 	}
-	jobMeter.take()
-	reaperMeter.take()
+	jobMeter.Take()
+	reaperMeter.Take()
 	start := time.Now()
 	require.NoError(t, rp.Start(ctx))
 	for _, w := range workers {
@@ -245,15 +246,16 @@ func TestCost(t *testing.T) {
 			jobReq[k] += v
 		}
 	}
-	jobW, jobR, items := jobMeter.take()
+	jobU := jobMeter.Take()
+	jobW, jobR, items := jobU.Write, jobU.Read, len(jobU.Items)
 	require.Positive(t, items, "no job item was metered")
 	n := float64(p.costJobs)
 	// Write units were metered on a sample of the jobs: scale to all.
 	for k := range jobW {
 		jobW[k] *= n / float64(items)
 	}
-	rw, rrd, _ := reaperMeter.take()
-	reaperUse := measure(sub(requests(t, rr.m), base[rr]), rw, rrd)
+	reaperU := reaperMeter.Take()
+	reaperUse := measure(sub(requests(t, rr.m), base[rr]), reaperU.Write, reaperU.Read)
 	job := measure(jobReq, jobW, jobR)
 
 	tb := newTable(3, fmt.Sprintf("3. Cost: %d no-op jobs, aws profile on moto", p.costJobs),

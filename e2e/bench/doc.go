@@ -52,14 +52,15 @@
 //     two workers of the default concurrency, a reaper), each role with its
 //     own SDK clients instrumented by awsconfig.Instrument. Requests per job
 //     come from jobfleet_aws_requests_total. DynamoDB capacity units are
-//     metered, not taken from moto (which reports no index capacity): writes
-//     to a sample of the jobs (one in ten at full size) are wrapped by a
-//     client that reads the item before and after and applies DynamoDB's
-//     documented rules (one write unit per started KB of the larger image,
-//     doubled inside a transaction, plus one unit per started KB of each
-//     index entry put or deleted, two when its key changes), the rules of
-//     dynamojobstore's TestWriteCapacity; reads cost one unit per started
-//     4 KB strongly consistent, half eventually consistent (index queries).
+//     metered by dynamojobstore/dynamometer, not taken from moto (which
+//     reports no index capacity): writes to a sample of the jobs (one in ten
+//     at full size) are charged from the item read before and after each
+//     write by DynamoDB's documented rules (one write unit per started KB of
+//     the larger image, doubled inside a transaction, plus one unit per
+//     started KB of each index entry put or deleted, two when its key
+//     changes), as in dynamojobstore's TestWriteCapacity; reads cost one
+//     unit per started 4 KB strongly consistent, half eventually consistent
+//     (index queries).
 //     moto is much slower than the services it stands in for, so resends
 //     are put off (JOBFLEET_RESEND_AFTER=1h) and the reaper sweeps every
 //     30 s; its fixed cost is measured per pass and scaled to the default

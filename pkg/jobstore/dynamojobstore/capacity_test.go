@@ -1,10 +1,8 @@
-package dynamojobstore
+package dynamojobstore_test
 
 import (
-	"context"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,174 +14,36 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/awstest"
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/jobstore"
+	"github.com/jobfleet/jobfleet/pkg/jobstore/dynamojobstore"
+	"github.com/jobfleet/jobfleet/pkg/jobstore/dynamojobstore/dynamometer"
 )
 
-// meter counts the write units the driver's writes consume, from the items
-// themselves: moto's ConsumedCapacity reports no index writes (and 0.5 for
-// an update, nothing for a transaction), so the test reads each written
-// item before and after the write and applies DynamoDB's documented rules:
-//
-//   - table: one unit per started KB of the larger of the old and new
-//     item, twice that for a write inside a transaction;
-//   - each global secondary index: an entry put or deleted costs one unit
-//     per started KB of the entry (its key attributes, the table key, the
-//     projected attributes and 100 bytes of overhead); an update that
-//     changes an entry's key costs a delete and a put; one that changes
-//     only projected attributes, a put; any other, nothing.
-type meter struct {
-	DynamoDBAPI
-	raw   *dynamodb.Client
-	table string
-	gsis  []types.GlobalSecondaryIndex
-
-	mu    sync.Mutex
-	units int
-	sizes []int // sizes of the job items written, after the write
-}
-
-func newMeter(t *testing.T, table string) *meter {
-	return &meter{
-		DynamoDBAPI: newTestClient(t),
-		raw:         dynamodb.NewFromConfig(awstest.Config(t)),
-		table:       table,
-		gsis:        CreateTableInput(table).GlobalSecondaryIndexes,
-	}
-}
-
-func (m *meter) take() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	u := m.units
-	m.units = 0
-	return u
-}
-
-func (m *meter) read(ctx context.Context, key map[string]types.AttributeValue) map[string]types.AttributeValue {
-	out, err := m.raw.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(m.table), Key: key, ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		panic(err)
-	}
-	return out.Item
-}
-
-// around meters write, which changes the items with keys.
-func (m *meter) around(ctx context.Context, tx bool, keys []map[string]types.AttributeValue, write func() error) error {
-	before := make([]map[string]types.AttributeValue, len(keys))
-	for i, k := range keys {
-		before[i] = m.read(ctx, k)
-	}
-	if err := write(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for i, k := range keys {
-		after := m.read(ctx, k)
-		u := kbUnits(max(ItemSize(before[i]), ItemSize(after)))
-		if tx {
-			u *= 2
-		}
-		m.units += u
-		for _, g := range m.gsis {
-			m.units += gsiUnits(g, before[i], after)
-		}
-		if strings.HasPrefix(itemPK(after), jobPrefix) {
-			m.sizes = append(m.sizes, ItemSize(after))
-		}
-	}
-	return nil
-}
-
-func kbUnits(size int) int { return max(1, (size+1023)/1024) }
-
-// gsiEntry is item's entry in index g, nil when the item is not in it.
-func gsiEntry(g types.GlobalSecondaryIndex, item map[string]types.AttributeValue) (keys, projected map[string]types.AttributeValue) {
-	keys = map[string]types.AttributeValue{}
-	for _, k := range g.KeySchema {
-		v, ok := item[aws.ToString(k.AttributeName)]
-		if !ok {
-			return nil, nil
-		}
-		keys[aws.ToString(k.AttributeName)] = v
-	}
-	keys[AttrPK] = item[AttrPK]
-	projected = map[string]types.AttributeValue{}
-	for _, a := range g.Projection.NonKeyAttributes {
-		if v, ok := item[a]; ok {
-			projected[a] = v
-		}
-	}
-	return keys, projected
-}
-
-// gsiUnits is the write units index g takes when an item changes from
-// before to after (nil: no item).
-func gsiUnits(g types.GlobalSecondaryIndex, before, after map[string]types.AttributeValue) int {
-	bk, bp := gsiEntry(g, before)
-	ak, ap := gsiEntry(g, after)
-	size := func(k, p map[string]types.AttributeValue) int { return kbUnits(ItemSize(k) + ItemSize(p) + 100) }
-	switch {
-	case bk == nil && ak == nil:
-		return 0
-	case bk == nil:
-		return size(ak, ap)
-	case ak == nil:
-		return size(bk, bp)
-	case !reflect.DeepEqual(bk, ak):
-		return size(bk, bp) + size(ak, ap)
-	case !reflect.DeepEqual(bp, ap):
-		return max(size(bk, bp), size(ak, ap))
-	}
-	return 0
-}
-
-func (m *meter) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (out *dynamodb.PutItemOutput, err error) {
-	key := map[string]types.AttributeValue{AttrPK: in.Item[AttrPK]}
-	err = m.around(ctx, false, []map[string]types.AttributeValue{key}, func() error {
-		out, err = m.DynamoDBAPI.PutItem(ctx, in, opts...)
-		return err
-	})
-	return out, err
-}
-
-func (m *meter) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (out *dynamodb.UpdateItemOutput, err error) {
-	err = m.around(ctx, false, []map[string]types.AttributeValue{in.Key}, func() error {
-		out, err = m.DynamoDBAPI.UpdateItem(ctx, in, opts...)
-		return err
-	})
-	return out, err
-}
-
-func (m *meter) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (out *dynamodb.TransactWriteItemsOutput, err error) {
-	var keys []map[string]types.AttributeValue
-	for _, it := range in.TransactItems {
-		switch {
-		case it.Put != nil:
-			keys = append(keys, map[string]types.AttributeValue{AttrPK: it.Put.Item[AttrPK]})
-		case it.Update != nil:
-			keys = append(keys, it.Update.Key)
-		case it.Delete != nil:
-			keys = append(keys, it.Delete.Key)
-		}
-	}
-	err = m.around(ctx, true, keys, func() error {
-		out, err = m.DynamoDBAPI.TransactWriteItems(ctx, in, opts...)
-		return err
-	})
-	return out, err
-}
+var policy = job.DefaultPolicy
 
 // TestWriteCapacity measures the write units of a no-op job's life, keyed
-// and not, and pins the figures the package doc states.
+// and not, and pins the figures the package doc states. moto's
+// ConsumedCapacity reports no index writes (and 0.5 for an update, nothing
+// for a transaction), so dynamometer computes them from the items.
 func TestWriteCapacity(t *testing.T) {
 	t.Parallel()
-	table := newTestTable(t)
-	m := newMeter(t, table)
-	d, err := OpenDriver(t.Context(), m, table, nil)
+	table := dynamojobstore.NewTestTable(t)
+	m := dynamometer.New(1)
+	client := m.Client(dynamojobstore.NewTestClient(t), dynamodb.NewFromConfig(awstest.Config(t)), table)
+	d, err := dynamojobstore.OpenDriver(t.Context(), client, table, nil)
 	require.NoError(t, err)
 	store := jobstore.New(d, nil)
 	defer store.Close()
 	ctx := t.Context()
+	var sizes []int // of the job item after each step
+	take := func() int {
+		u := m.Take()
+		for pk, size := range u.Items {
+			if strings.HasPrefix(pk, "job#") {
+				sizes = append(sizes, size)
+			}
+		}
+		return int(u.WriteUnits())
+	}
 
 	for _, c := range []struct {
 		key  string
@@ -199,20 +59,20 @@ func TestWriteCapacity(t *testing.T) {
 		res, err := store.Create(ctx, j)
 		require.NoError(t, err)
 		require.NoError(t, res[0].Err)
-		got["create"] = m.take()
+		got["create"] = take()
 		cur, err := store.ApplyOne(ctx, policy.Start(job.Message{ID: j.ID}, "ip-10-0-0-1.ec2.internal/4242", now))
 		require.NoError(t, err)
-		got["start"] = m.take()
+		got["start"] = take()
 		cur, err = store.ApplyOne(ctx, policy.Renew(cur, now.Add(10*time.Second), nil))
 		require.NoError(t, err)
-		got["renew"] = m.take()
+		got["renew"] = take()
 		_, err = store.ApplyOne(ctx, policy.Finish(cur, now.Add(20*time.Second), job.End{Outcome: job.OutcomeSucceeded}))
 		require.NoError(t, err)
-		got["finish"] = m.take()
+		got["finish"] = take()
 		t.Logf("key %q: write units %v; create+start+finish = %d; job item sizes %v bytes",
-			c.key, got, got["create"]+got["start"]+got["finish"], m.sizes)
+			c.key, got, got["create"]+got["start"]+got["finish"], sizes)
 		require.Equal(t, c.want, got, "key %q", c.key)
-		m.sizes = nil
+		sizes = nil
 	}
 }
 
@@ -223,22 +83,22 @@ func TestWriteCapacity(t *testing.T) {
 func TestProjectedOwnerIsFree(t *testing.T) {
 	t.Parallel()
 	var active types.GlobalSecondaryIndex
-	for _, g := range CreateTableInput("t").GlobalSecondaryIndexes {
-		if aws.ToString(g.IndexName) == IndexActive {
+	for _, g := range dynamojobstore.CreateTableInput("t").GlobalSecondaryIndexes {
+		if aws.ToString(g.IndexName) == dynamojobstore.IndexActive {
 			active = g
 		}
 	}
-	require.Contains(t, active.Projection.NonKeyAttributes, AttrOwner)
+	require.Contains(t, active.Projection.NonKeyAttributes, dynamojobstore.AttrOwner)
 	keysOnly := active
 	keysOnly.Projection = &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}
 
-	now := t0
+	now := dynamojobstore.T0
 	after := func(cur *job.Job, c job.Change) *job.Job {
 		n := cur.Clone()
 		c.Set.Apply(n)
 		return n
 	}
-	queued := newJob("k")
+	queued := dynamojobstore.NewJob("k")
 	timed := policy.New(&job.Submission{Type: "t", Timeout: job.Duration(time.Minute)}, job.DefaultLimits, job.NewID(now), now)
 	scheduled := policy.New(&job.Submission{Type: "t", Delay: job.Duration(24 * time.Hour)}, job.DefaultLimits, job.NewID(now), now)
 	require.Equal(t, job.Scheduled, scheduled.Status)
@@ -290,21 +150,21 @@ func TestProjectedOwnerIsFree(t *testing.T) {
 	ownerChanges := 0
 	for _, st := range steps {
 		require.NoError(t, st.c.Validate(), st.name)
-		before, next := encodeJob(st.cur), encodeJob(after(st.cur, st.c))
-		if !reflect.DeepEqual(before[AttrOwner], next[AttrOwner]) {
+		before, next := dynamojobstore.EncodeJob(st.cur), dynamojobstore.EncodeJob(after(st.cur, st.c))
+		if !reflect.DeepEqual(before[dynamojobstore.AttrOwner], next[dynamojobstore.AttrOwner]) {
 			ownerChanges++
 		}
-		require.Equal(t, gsiUnits(keysOnly, before, next), gsiUnits(active, before, next),
-			"%s: owner %v -> %v, %s %v -> %v", st.name, before[AttrOwner], next[AttrOwner], AttrDuePK, before[AttrDuePK], next[AttrDuePK])
+		require.Equal(t, dynamometer.IndexUnits(keysOnly, before, next), dynamometer.IndexUnits(active, before, next),
+			"%s: owner %v -> %v, %s %v -> %v", st.name, before[dynamojobstore.AttrOwner], next[dynamojobstore.AttrOwner], dynamojobstore.AttrDuePK, before[dynamojobstore.AttrDuePK], next[dynamojobstore.AttrDuePK])
 	}
 	require.Greater(t, ownerChanges, len(steps)/2, "most steps change the owner")
 
 	// Whereas a change of owner alone would cost a write.
-	before := encodeJob(running)
+	before := dynamojobstore.EncodeJob(running)
 	moved := running.Clone()
 	moved.Owner = "w9"
-	require.Equal(t, 0, gsiUnits(keysOnly, before, encodeJob(moved)))
-	require.Equal(t, 1, gsiUnits(active, before, encodeJob(moved)))
+	require.Equal(t, 0, dynamometer.IndexUnits(keysOnly, before, dynamojobstore.EncodeJob(moved)))
+	require.Equal(t, 1, dynamometer.IndexUnits(active, before, dynamojobstore.EncodeJob(moved)))
 }
 
 func must(c job.Change, ok bool) job.Change {

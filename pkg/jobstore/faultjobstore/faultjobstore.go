@@ -18,10 +18,10 @@ package faultjobstore
 import (
 	"context"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/internal/faultdial"
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/jobstore"
 )
@@ -66,15 +66,19 @@ type Options struct {
 // Driver is a jobstore.Driver that injects faults into the calls it passes
 // to the driver it wraps. It is safe for concurrent use (the draws are
 // serialized).
+//
+// Its methods SetFaults(Faults), which replaces the faults injected from
+// now on, Faults() Faults, which returns them, and Stats() Stats, which
+// returns how many faults were injected so far, come from the embedded
+// dial.
 type Driver struct {
+	dial
 	d     jobstore.Driver
 	sleep func(ctx context.Context, d time.Duration) error
-
-	mu     sync.Mutex
-	rnd    *rand.Rand
-	faults Faults
-	stats  Stats
 }
+
+// dial holds the faults, their counts and the random source.
+type dial = faultdial.Dial[Faults, Stats]
 
 var _ jobstore.Driver = (*Driver)(nil)
 
@@ -83,10 +87,8 @@ func Wrap(d jobstore.Driver, opts *Options) *Driver {
 	if opts == nil {
 		opts = &Options{}
 	}
-	fd := &Driver{d: d, sleep: opts.Sleep, rnd: opts.Rand, faults: opts.Faults}
-	if fd.rnd == nil {
-		fd.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	}
+	fd := &Driver{d: d, sleep: opts.Sleep}
+	faultdial.Init(&fd.dial, opts.Faults, opts.Rand)
 	if fd.sleep == nil {
 		fd.sleep = sleep
 	}
@@ -104,34 +106,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// SetFaults replaces the faults injected from now on.
-func (d *Driver) SetFaults(f Faults) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.faults = f
-}
-
-// Faults returns the faults being injected.
-func (d *Driver) Faults() Faults {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.faults
-}
-
-// Stats returns how many faults were injected so far.
-func (d *Driver) Stats() Stats {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stats
-}
-
 // Unwrap returns the wrapped driver.
 func (d *Driver) Unwrap() jobstore.Driver { return d.d }
-
-// chance draws whether a fault of probability p happens.
-func (d *Driver) chance(p float64) bool {
-	return p > 0 && d.rnd.Float64() < p
-}
 
 // plan is what happens to one call.
 type plan struct {
@@ -143,17 +119,16 @@ type plan struct {
 
 // draw decides the faults of a call with n entries (0 for reads).
 func (d *Driver) draw(write bool, n int) plan {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	f := d.faults
+	dr := faultdial.Lock(&d.dial)
+	defer dr.Unlock()
+	f, st := dr.Faults(), dr.Stats()
 	var p plan
-	if d.chance(f.Slow) && f.MaxLatency > 0 {
-		p.latency = time.Duration(d.rnd.Int64N(int64(f.MaxLatency))) + 1
-		d.stats.Slow++
+	if dr.Chance(f.Slow) && f.MaxLatency > 0 {
+		p.latency = time.Duration(dr.Int64N(int64(f.MaxLatency))) + 1
+		st.Slow++
 	}
-	if d.chance(f.Unavailable) {
+	if dr.Hit(f.Unavailable, &st.Unavailable) {
 		p.unavailable = true
-		d.stats.Unavailable++
 		return p
 	}
 	if !write {
@@ -161,19 +136,15 @@ func (d *Driver) draw(write bool, n int) plan {
 	}
 	if f.EntryUnavailable > 0 {
 		for i := range n {
-			if d.chance(f.EntryUnavailable) {
+			if dr.Hit(f.EntryUnavailable, &st.EntryUnavailable) {
 				if p.failEntry == nil {
 					p.failEntry = make([]bool, n)
 				}
 				p.failEntry[i] = true
-				d.stats.EntryUnavailable++
 			}
 		}
 	}
-	if d.chance(f.Ambiguous) {
-		p.ambiguous = true
-		d.stats.Ambiguous++
-	}
+	p.ambiguous = dr.Hit(f.Ambiguous, &st.Ambiguous)
 	return p
 }
 
@@ -204,23 +175,13 @@ func (d *Driver) Create(ctx context.Context, jobs []*job.Job) ([]jobstore.Create
 	if err := d.before(ctx, p, "create jobs"); err != nil {
 		return nil, err
 	}
-	out := make([]jobstore.CreateResult, len(jobs))
-	var idx []int
-	var pass []*job.Job
+	out, err := faultdial.Pass(jobs, p.failEntry, func(pass []*job.Job) ([]jobstore.CreateResult, error) { return d.d.Create(ctx, pass) })
+	if err != nil {
+		return nil, err
+	}
 	for i, j := range jobs {
 		if p.failEntry != nil && p.failEntry[i] {
 			out[i].Err = entryUnavailable("create", j.ID)
-			continue
-		}
-		idx, pass = append(idx, i), append(pass, j)
-	}
-	if len(pass) > 0 {
-		res, err := d.d.Create(ctx, pass)
-		if err != nil {
-			return nil, err
-		}
-		for k, r := range res {
-			out[idx[k]] = r
 		}
 	}
 	if p.ambiguous {
@@ -235,23 +196,13 @@ func (d *Driver) Apply(ctx context.Context, changes []job.Change) ([]jobstore.Ch
 	if err := d.before(ctx, p, "apply changes"); err != nil {
 		return nil, err
 	}
-	out := make([]jobstore.ChangeResult, len(changes))
-	var idx []int
-	var pass []job.Change
+	out, err := faultdial.Pass(changes, p.failEntry, func(pass []job.Change) ([]jobstore.ChangeResult, error) { return d.d.Apply(ctx, pass) })
+	if err != nil {
+		return nil, err
+	}
 	for i, c := range changes {
 		if p.failEntry != nil && p.failEntry[i] {
 			out[i].Err = entryUnavailable(string(c.Event), c.ID)
-			continue
-		}
-		idx, pass = append(idx, i), append(pass, c)
-	}
-	if len(pass) > 0 {
-		res, err := d.d.Apply(ctx, pass)
-		if err != nil {
-			return nil, err
-		}
-		for k, r := range res {
-			out[idx[k]] = r
 		}
 	}
 	if p.ambiguous {

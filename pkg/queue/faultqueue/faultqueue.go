@@ -17,10 +17,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/internal/faultdial"
 	"github.com/jobfleet/jobfleet/pkg/queue"
 )
 
@@ -62,14 +62,18 @@ type Options struct {
 
 // Driver is a queue.Driver that injects faults into the calls it passes to
 // the driver it wraps. It is safe for concurrent use.
+//
+// Its methods SetFaults(Faults), which replaces the faults injected from
+// now on, Faults() Faults, which returns them, and Stats() Stats, which
+// returns how many faults were injected so far, come from the embedded
+// dial.
 type Driver struct {
+	dial
 	d queue.Driver
-
-	mu     sync.Mutex
-	rnd    *rand.Rand
-	faults Faults
-	stats  Stats
 }
+
+// dial holds the faults, their counts and the random source.
+type dial = faultdial.Dial[Faults, Stats]
 
 var _ queue.Driver = (*Driver)(nil)
 
@@ -78,10 +82,8 @@ func Wrap(d queue.Driver, opts *Options) *Driver {
 	if opts == nil {
 		opts = &Options{}
 	}
-	fd := &Driver{d: d, rnd: opts.Rand, faults: opts.Faults}
-	if fd.rnd == nil {
-		fd.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	}
+	fd := &Driver{d: d}
+	faultdial.Init(&fd.dial, opts.Faults, opts.Rand)
 	return fd
 }
 
@@ -91,38 +93,14 @@ func New(d queue.Driver, opts *Options) (*queue.Queue, *Driver) {
 	return queue.New(fd), fd
 }
 
-// SetFaults replaces the faults injected from now on.
-func (d *Driver) SetFaults(f Faults) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.faults = f
-}
-
-// Faults returns the faults being injected.
-func (d *Driver) Faults() Faults {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.faults
-}
-
-// Stats returns how many faults were injected so far.
-func (d *Driver) Stats() Stats {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stats
-}
-
 // Unwrap returns the wrapped driver.
 func (d *Driver) Unwrap() queue.Driver { return d.d }
 
-func (d *Driver) chance(p float64) bool { return p > 0 && d.rnd.Float64() < p }
-
 // unavailable draws whether a call is refused.
 func (d *Driver) unavailable(op string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.chance(d.faults.Unavailable) {
-		d.stats.Unavailable++
+	dr := faultdial.Lock(&d.dial)
+	defer dr.Unlock()
+	if dr.Hit(dr.Faults().Unavailable, &dr.Stats().Unavailable) {
 		return errcode.New(errcode.Unavailable, "%s %s: queue unavailable (injected)", op, d.d.Name())
 	}
 	return nil
@@ -148,24 +126,21 @@ func (d *Driver) Send(ctx context.Context, entries []queue.SendEntry) ([]queue.S
 		return nil, err
 	}
 	fates := make([]fate, len(entries))
-	d.mu.Lock()
-	f := d.faults
+	dr := faultdial.Lock(&d.dial)
+	f, st := dr.Faults(), dr.Stats()
 	for i := range entries {
 		switch {
-		case d.chance(f.Lose):
-			d.stats.Lost++
-			fates[i].lose, fates[i].n = true, d.stats.Lost // the id reported for it
+		case dr.Hit(f.Lose, &st.Lost):
+			fates[i].lose, fates[i].n = true, st.Lost // the id reported for it
 			continue
-		case d.chance(f.Duplicate):
+		case dr.Hit(f.Duplicate, &st.Duplicated):
 			fates[i].duplicate = true
-			d.stats.Duplicated++
 		}
-		if f.MaxDelay > 0 && d.chance(f.Delay) {
-			fates[i].extra = queue.Seconds(time.Duration(d.rnd.Int64N(int64(f.MaxDelay))) + 1)
-			d.stats.Delayed++
+		if f.MaxDelay > 0 && dr.Hit(f.Delay, &st.Delayed) {
+			fates[i].extra = queue.Seconds(time.Duration(dr.Int64N(int64(f.MaxDelay))) + 1)
 		}
 	}
-	d.mu.Unlock()
+	dr.Unlock()
 
 	out := make([]queue.SendResult, len(entries))
 	var pass []queue.SendEntry
@@ -215,25 +190,8 @@ func (d *Driver) ChangeVisibility(ctx context.Context, changes []queue.Visibilit
 	if err := d.unavailable("change visibility in"); err != nil {
 		return nil, err
 	}
-	keep := d.drop(len(changes), func(f Faults) float64 { return f.LoseVisibility }, func(s *Stats) { s.VisibilityLost++ })
-	out := make([]error, len(changes))
-	var pass []queue.VisibilityChange
-	var idx []int
-	for i, c := range changes {
-		if keep[i] {
-			pass, idx = append(pass, c), append(idx, i)
-		}
-	}
-	if len(pass) > 0 {
-		res, err := d.d.ChangeVisibility(ctx, pass)
-		if err != nil {
-			return nil, err
-		}
-		for k, e := range res {
-			out[idx[k]] = e
-		}
-	}
-	return out, nil
+	lost := d.drop(len(changes), func(f Faults) float64 { return f.LoseVisibility }, func(s *Stats) *int { return &s.VisibilityLost })
+	return faultdial.Pass(changes, lost, func(pass []queue.VisibilityChange) ([]error, error) { return d.d.ChangeVisibility(ctx, pass) })
 }
 
 // Delete passes the handles to the wrapped driver; some are reported
@@ -242,40 +200,21 @@ func (d *Driver) Delete(ctx context.Context, handles []string) ([]error, error) 
 	if err := d.unavailable("delete from"); err != nil {
 		return nil, err
 	}
-	keep := d.drop(len(handles), func(f Faults) float64 { return f.LoseDelete }, func(s *Stats) { s.DeletesLost++ })
-	out := make([]error, len(handles))
-	var pass []string
-	var idx []int
-	for i, h := range handles {
-		if keep[i] {
-			pass, idx = append(pass, h), append(idx, i)
-		}
-	}
-	if len(pass) > 0 {
-		res, err := d.d.Delete(ctx, pass)
-		if err != nil {
-			return nil, err
-		}
-		for k, e := range res {
-			out[idx[k]] = e
-		}
-	}
-	return out, nil
+	lost := d.drop(len(handles), func(f Faults) float64 { return f.LoseDelete }, func(s *Stats) *int { return &s.DeletesLost })
+	return faultdial.Pass(handles, lost, func(pass []string) ([]error, error) { return d.d.Delete(ctx, pass) })
 }
 
-// drop draws, for n entries, which to pass on (true) and which to drop.
-func (d *Driver) drop(n int, p func(Faults) float64, count func(*Stats)) []bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	keep := make([]bool, n)
-	prob := p(d.faults)
-	for i := range keep {
-		keep[i] = !d.chance(prob)
-		if !keep[i] {
-			count(&d.stats)
-		}
+// drop draws, for n entries, which to drop (true) and which to pass on;
+// p is the fault's probability and count its counter.
+func (d *Driver) drop(n int, p func(Faults) float64, count func(*Stats) *int) []bool {
+	dr := faultdial.Lock(&d.dial)
+	defer dr.Unlock()
+	lost := make([]bool, n)
+	prob, dropped := p(dr.Faults()), count(dr.Stats())
+	for i := range lost {
+		lost[i] = dr.Hit(prob, dropped)
 	}
-	return keep
+	return lost
 }
 
 // Depth passes the call to the wrapped driver.
