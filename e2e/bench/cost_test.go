@@ -34,8 +34,12 @@ import (
 // reaperSweep is the reaper's sweep interval while the cost run lasts.
 const reaperSweep = 30 * time.Second
 
-// pollWait is the aws profile's SQS long-poll call length (profile.pollWait).
-const pollWait = 5 * time.Second
+// The aws profile's SQS long-poll call lengths: the reaper's events queue,
+// and a worker's work queue.
+const (
+	eventsPollWait = profile.OtherPollWait
+	workPollWait   = profile.WorkPollWait
+)
 
 // List prices, us-east-1, in dollars per million.
 const (
@@ -289,13 +293,13 @@ func TestCost(t *testing.T) {
 	require.Positive(t, passes, "the reaper never swept")
 	perHour := 3600 / cfg.Sweep.Seconds()
 	fixedDyn, fixedRU := reaperUse.dyn/passes*perHour, reaperUse.rdU/passes*perHour
-	fixedSQS := perHour + 3600/pollWait.Seconds()             // a DLQ receive per pass, events long polls
+	fixedSQS := perHour + 3600/eventsPollWait.Seconds()       // a DLQ receive per pass, events long polls
 	fixedUSD := (fixedSQS*priceSQS + fixedRU*priceRead) / 1e6 // on-demand DynamoDB bills units, not requests
 	tb.note("Fixed cost besides the jobs. The reaper (sweeping every %s here) made %s in %.0f sweep passes (%s), %.1f RU: per pass %.0f DynamoDB requests and %.1f RU, plus one work-DLQ receive; "+
 		"and it long-polls the events queue (%s each). At the default sweep of %s that is about %.0f DynamoDB and %.0f SQS requests and %.0f RU an hour: $%.4f an hour, $%.2f a month. "+
 		"An idle worker long-polls SQS: %.0f requests, $%.5f an hour.",
 		reaperSweep, opSummary(reaperUse.req), passes, elapsed.Round(time.Millisecond), reaperUse.rdU, reaperUse.dyn/passes, reaperUse.rdU/passes,
-		pollWait, cfg.Sweep, fixedDyn, fixedSQS, fixedRU, fixedUSD, fixedUSD*730, 3600/pollWait.Seconds(), 3600/pollWait.Seconds()*priceSQS/1e6)
+		eventsPollWait, cfg.Sweep, fixedDyn, fixedSQS, fixedRU, fixedUSD, fixedUSD*730, 3600/workPollWait.Seconds(), 3600/workPollWait.Seconds()*priceSQS/1e6)
 	publish(t, tb)
 
 	require.Positive(t, job.sqs, "the job path made no SQS requests")

@@ -22,9 +22,11 @@
 //     won); a missing job is errcode.NotFound. A change that makes a keyed
 //     job terminal releases the key in the same atomic write.
 //   - Entries of one batch are independent: a batch is not a transaction.
-//   - Due, Owned and List read indexes, never scan; they may lag writes by a
-//     moment (DynamoDB global secondary indexes are eventually consistent),
-//     so callers re-check what they read with a conditional write.
+//   - Due, Owned and List read indexes, never scan the table; they may lag
+//     writes by a moment (DynamoDB global secondary indexes are eventually
+//     consistent), so callers re-check what they read with a conditional
+//     write. Owned may read every RUNNING job's index entry to find one
+//     owner's (DynamoDB does: it is called once per stopped worker).
 //   - Get is strongly consistent: it sees every acknowledged write.
 //
 // All methods are safe for concurrent use, from several processes sharing

@@ -57,8 +57,8 @@ func NewClients(cfg aws.Config) *Clients {
 // worker's jobs once more after that window (Backends.OrphanPoll). The
 // dispatcher's and reaper's queues use longer calls: fewer requests.
 const (
-	workPollWait  = time.Second
-	otherPollWait = 5 * time.Second
+	WorkPollWait  = time.Second
+	OtherPollWait = 5 * time.Second
 )
 
 // AWSClients returns the backends' SDK clients (nil in the local profile).
@@ -107,7 +107,7 @@ func awsClients(ctx context.Context, m *metrics.Metrics) (*Clients, error) {
 // OpenAWSWith opens the aws profile's backends with the given clients (tests
 // pass clients pointed at a moto server).
 func OpenAWSWith(ctx context.Context, cfg config.Config, c *Clients) (_ *Backends, err error) {
-	b := &Backends{Profile: config.ProfileAWS, Resources: map[string]string{}, clients: c, OrphanPoll: workPollWait + time.Second}
+	b := &Backends{Profile: config.ProfileAWS, Resources: map[string]string{}, clients: c, OrphanPoll: WorkPollWait + time.Second}
 	defer func() {
 		if err != nil {
 			_ = b.Close()
@@ -128,9 +128,9 @@ func OpenAWSWith(ctx context.Context, cfg config.Config, c *Clients) (_ *Backend
 		dst  **queue.Queue
 		wait time.Duration
 	}{
-		{cfg.WorkQueue, &b.Work, workPollWait}, {cfg.WorkDLQ, &b.WorkDLQ, otherPollWait},
-		{cfg.IngressQueue, &b.Ingress, otherPollWait}, {cfg.IngressDLQ, &b.IngressDLQ, otherPollWait},
-		{cfg.EventsQueue, &b.Events, otherPollWait}, {cfg.EventsDLQ, &b.EventsDLQ, otherPollWait},
+		{cfg.WorkQueue, &b.Work, WorkPollWait}, {cfg.WorkDLQ, &b.WorkDLQ, OtherPollWait},
+		{cfg.IngressQueue, &b.Ingress, OtherPollWait}, {cfg.IngressDLQ, &b.IngressDLQ, OtherPollWait},
+		{cfg.EventsQueue, &b.Events, OtherPollWait}, {cfg.EventsDLQ, &b.EventsDLQ, OtherPollWait},
 	} {
 		*q.dst, err = sqsqueue.Open(ctx, c.SQS, q.name, &sqsqueue.Options{PollWait: q.wait})
 		if err != nil {
