@@ -32,8 +32,9 @@ type IngressOptions struct {
 //
 // Each message becomes a job whose id is derived from the message (its id
 // and send time), so a redelivered message finds its job instead of making
-// a second one. A message is deleted only after its job is stored and
-// enqueued. A malformed or invalid message goes to the DLQ with the reason
+// a second one. A message is deleted only after its job is stored; its work
+// message is sent then too, and if that send fails the reaper's resend sweep
+// sends it. A malformed or invalid message goes to the DLQ with the reason
 // and never stops the consumer; a message that fails for a passing reason
 // (the store is unavailable) is left to be received again, and reaches the
 // DLQ through the queue's redrive if it keeps failing.
