@@ -106,9 +106,22 @@ func (r *Reaper) rejectEvent(ctx context.Context, m *queue.Message, why error) b
 // reclaim itself is idempotent too.
 func (r *Reaper) HandleEvent(ctx context.Context, e fleet.Event) (int, error) {
 	r.m.FleetEvents.WithLabelValues(e.LastStatus).Inc()
-	if !r.view.observe(e, r.o.Clock.Now()) || !e.Stopped() {
-		return 0, nil // a duplicate, an older event, or no stop
+	if !r.view.fresh(e) {
+		return 0, nil // a duplicate, or older than one already handled
 	}
+	if !e.Stopped() {
+		r.view.record(e, r.o.Clock.Now())
+		return 0, nil
+	}
+	n, err := r.reclaimStopped(ctx, e)
+	if err == nil {
+		r.view.record(e, r.o.Clock.Now())
+	}
+	return n, err
+}
+
+// reclaimStopped reclaims every job a stopped worker still owns.
+func (r *Reaper) reclaimStopped(ctx context.Context, e fleet.Event) (int, error) {
 	class := fleet.Classify(e)
 	r.m.FleetStops.WithLabelValues(string(class)).Inc()
 	outcome := job.OutcomeInterrupted

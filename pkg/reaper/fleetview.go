@@ -32,14 +32,23 @@ func newFleetView(m *metrics.Metrics) *fleetView {
 	return &fleetView{workers: map[string]viewEntry{}, m: m}
 }
 
-// observe records e and reports whether it is news: not a duplicate or an
-// older event than one already seen for that worker.
-func (v *fleetView) observe(e fleet.Event, now time.Time) bool {
+// fresh reports whether e is news: not a duplicate of, or older than, an
+// event already recorded for that worker.
+func (v *fleetView) fresh(e fleet.Event) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	old, known := v.workers[e.WorkerID]
+	return !known || e.Version == 0 || e.Version > old.version
+}
+
+// record puts e in the view (call it once e has been handled, so an event
+// whose handling failed is not taken for a duplicate when it comes back).
+func (v *fleetView) record(e fleet.Event, now time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	old, known := v.workers[e.WorkerID]
 	if known && e.Version != 0 && e.Version <= old.version {
-		return false
+		return
 	}
 	if e.LastStatus == fleet.StatusRunning && old.status != fleet.StatusRunning &&
 		!e.CreatedAt.IsZero() && e.StartedAt.After(e.CreatedAt) {
@@ -58,5 +67,4 @@ func (v *fleetView) observe(e fleet.Event, now time.Time) bool {
 		fleet.StatusDeactivating, fleet.StatusStopping, fleet.StatusStopped} {
 		v.m.FleetTasks.WithLabelValues(st).Set(float64(counts[st]))
 	}
-	return true
 }

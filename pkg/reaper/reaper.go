@@ -218,11 +218,9 @@ func (r *Reaper) sweepRunning(ctx context.Context, res *SweepResult) error {
 		}
 		r.log.Info("reclaimed", "job_id", n.ID, "attempt", n.Attempt, "reason", reasons[i], "status", n.Status)
 	})
-	if err != nil {
-		return err
-	}
+	// The winners' messages go out even when other entries failed.
 	r.enqueue(ctx, won, now)
-	return nil
+	return err
 }
 
 // sweepQueued re-sends messages of queued jobs past their resend deadline.
@@ -234,6 +232,12 @@ func (r *Reaper) sweepQueued(ctx context.Context, res *SweepResult) error {
 	}
 	changes := make([]job.Change, len(jobs))
 	for i, j := range jobs {
+		if j.CancelRequested {
+			// Asked to cancel while it ran, and re-queued before its owner
+			// saw it (a retry or hand-back): cancel it now.
+			changes[i], _ = r.o.Policy.RequestCancel(j, now)
+			continue
+		}
 		if j.StartOverdue(now) {
 			reason := fmt.Sprintf("provisioner: not started within %s of run_at", j.StartBy.Sub(j.RunAt))
 			if j.Detail != "" {
@@ -245,6 +249,10 @@ func (r *Reaper) sweepQueued(ctx context.Context, res *SweepResult) error {
 		changes[i] = r.o.Policy.Resend(j, now)
 	}
 	won, err := r.apply(ctx, changes, func(i int, n *job.Job) {
+		if changes[i].Event == job.EventCancel {
+			r.log.Info("cancelled a re-queued job whose cancel was pending", "job_id", n.ID)
+			return
+		}
 		if changes[i].Event == job.EventExpire {
 			res.Expired++
 			r.log.Warn("job failed: start deadline passed", "job_id", n.ID, "reason", n.Error)
@@ -254,11 +262,9 @@ func (r *Reaper) sweepQueued(ctx context.Context, res *SweepResult) error {
 		res.Resent++
 		r.log.Info("re-sending work message", "job_id", n.ID, "attempt", n.Attempt, "resends", n.Resends)
 	})
-	if err != nil {
-		return err
-	}
+	// The winners' messages go out even when other entries failed.
 	r.enqueue(ctx, won, now)
-	return nil
+	return err
 }
 
 // sweepScheduled moves scheduled jobs near their run_at to the queue.
@@ -276,11 +282,9 @@ func (r *Reaper) sweepScheduled(ctx context.Context, res *SweepResult) error {
 		r.m.Promotions.Inc()
 		res.Promoted++
 	})
-	if err != nil {
-		return err
-	}
+	// The winners' messages go out even when other entries failed.
 	r.enqueue(ctx, won, now)
-	return nil
+	return err
 }
 
 // apply performs changes; for each winner it calls onWin and collects the

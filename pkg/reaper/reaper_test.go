@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobfleet/jobfleet/pkg/clock"
+	"github.com/jobfleet/jobfleet/pkg/errcode"
 	"github.com/jobfleet/jobfleet/pkg/fleet"
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/jobstore"
@@ -485,4 +486,122 @@ func TestOrphanPollGuard(t *testing.T) {
 	require.Equal(t, []job.Message{{ID: j.ID, Attempt: 1}}, e.messages(e.work))
 	e.clock.Advance(2 * time.Second)
 	require.Equal(t, []job.Message{{ID: j.ID, Attempt: 1}}, e.messages(e.work), "the guard copy (stale if the first started the job)")
+}
+
+// failing is a job store driver that fails the changes of one job (entry
+// by entry) or, when down, every call.
+type failing struct {
+	jobstore.Driver
+	mu   sync.Mutex
+	id   string
+	down bool
+}
+
+func (f *failing) set(id string, down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.id, f.down = id, down
+}
+
+func (f *failing) Owned(ctx context.Context, owner string, limit int) ([]*job.Job, error) {
+	f.mu.Lock()
+	down := f.down
+	f.mu.Unlock()
+	if down {
+		return nil, errcode.New(errcode.Unavailable, "store down")
+	}
+	return f.Driver.Owned(ctx, owner, limit)
+}
+
+func (f *failing) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
+	f.mu.Lock()
+	id := f.id
+	f.mu.Unlock()
+	var pass []job.Change
+	var idx []int
+	out := make([]jobstore.ChangeResult, len(changes))
+	for i, c := range changes {
+		if c.ID == id {
+			out[i].Err = errcode.New(errcode.Unavailable, "entry refused")
+			continue
+		}
+		pass = append(pass, c)
+		idx = append(idx, i)
+	}
+	if len(pass) > 0 {
+		res, err := f.Driver.Apply(ctx, pass)
+		if err != nil {
+			return nil, err
+		}
+		for k, r := range res {
+			out[idx[k]] = r
+		}
+	}
+	return out, nil
+}
+
+func (e *env) failingReaper(f *failing) *reaper.Reaper {
+	return reaper.New(jobstore.New(f, &jobstore.Options{Clock: e.clock}), e.work, &reaper.Options{
+		Policy: policy, Sweep: time.Hour, WorkDLQ: e.dlq, Events: e.events, EventsDLQ: e.evDLQ,
+		EventsWait: 50 * time.Millisecond, Clock: e.clock, Metrics: e.m,
+	})
+}
+
+// One entry failing in a sweep does not hold back the messages of the jobs
+// the same sweep re-queued.
+func TestSweepSendsWinnersDespiteAFailingEntry(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	a := e.running("dead", job.Submission{Type: "echo"})
+	b := e.running("dead", job.Submission{Type: "echo"})
+	f := &failing{Driver: e.store.Driver()}
+	f.set(a.ID, false)
+	r := e.failingReaper(f)
+	e.clock.Advance(policy.Lease + time.Second)
+	res, err := r.Sweep(context.Background())
+	require.ErrorIs(t, err, errcode.Unavailable)
+	require.Equal(t, 1, res.Reclaimed)
+	require.Equal(t, []job.Message{{ID: b.ID, Attempt: 1}}, e.messages(e.work), "b's message went out")
+}
+
+// A fleet event whose handling failed is handled when it comes back, not
+// taken for a duplicate.
+func TestFailedEventHandledOnRetry(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	j := e.running("task/3", job.Submission{Type: "echo", MaxAttempts: 1})
+	f := &failing{Driver: e.store.Driver()}
+	f.set("", true)
+	r := e.failingReaper(f)
+	ev := fleet.Event{WorkerID: "task/3", LastStatus: fleet.StatusStopped, DesiredStatus: fleet.StatusStopped, StopCode: fleet.StopSpotInterruption, Version: 5}
+	_, err := r.HandleEvent(context.Background(), ev)
+	require.ErrorIs(t, err, errcode.Unavailable)
+	f.set("", false)
+	n, err := r.HandleEvent(context.Background(), ev)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	q := e.get(j.ID)
+	require.Equal(t, job.Queued, q.Status, "re-queued, not left to its lease")
+	require.Equal(t, 0, q.Failures, "a Spot interruption spends no attempt")
+}
+
+// A job asked to cancel while it ran, then re-queued before its owner saw
+// the request (its attempt failed and is retried), is cancelled by the
+// sweep.
+func TestSweepCancelsRequeuedJobWithPendingCancel(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	j := e.running("w", job.Submission{Type: "echo"})
+	c, _ := policy.RequestCancel(j, e.clock.Now())
+	_, err := e.store.ApplyOne(ctx, c)
+	require.NoError(t, err)
+	// The owner's copy predates the request: its failure re-queues the job.
+	q, err := e.store.ApplyOne(ctx, policy.Finish(j, e.clock.Now(), job.End{Outcome: job.OutcomeFailed, Reason: "boom"}))
+	require.NoError(t, err)
+	require.Equal(t, job.Queued, q.Status)
+	require.True(t, q.CancelRequested)
+	e.clock.Advance(policy.ResendAfter + time.Second)
+	e.sweep()
+	require.Equal(t, job.Cancelled, e.get(j.ID).Status)
 }
