@@ -211,11 +211,19 @@ func (s *Service) Submit(ctx context.Context, reqs ...Request) ([]Result, error)
 			s.m.Deduplicated.WithLabelValues(j.Type).Inc()
 			s.dropPayload(ctx, j)
 		default:
+			// Unavailable or canceled may mean the write landed without an
+			// answer: keep the payload its job would need.
 			out[i].Err = cr.Err
-			s.dropPayload(ctx, j)
+			if errcode.Of(cr.Err) == errcode.InvalidArgument {
+				s.dropPayload(ctx, j)
+			}
 		}
 	}
-	s.enqueue(ctx, send, now)
+	// The jobs are stored: their messages go out even if the caller has
+	// gone (bounded; a failed send is the resend sweep's).
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	s.enqueue(sendCtx, send, now)
 	return out, nil
 }
 
