@@ -9,6 +9,7 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/errcode"
 	"github.com/jobfleet/jobfleet/pkg/invariant"
 	"github.com/jobfleet/jobfleet/pkg/job"
+	"github.com/jobfleet/jobfleet/pkg/jobstore"
 	"github.com/jobfleet/jobfleet/pkg/queue"
 	"github.com/jobfleet/jobfleet/pkg/work"
 	workercore "github.com/jobfleet/jobfleet/pkg/worker"
@@ -21,11 +22,13 @@ import (
 // steps, each one scheduler step so that a crash can fall between any two,
 // and makes its decisions with the functions the worker core itself calls
 // (pkg/worker's decide.go: ResolveStart, AttemptEnd and the context
-// causes, RenewalResult, LostCondition, Backoff, GiveBackDelay,
-// NearVisibilityCap), with jitter drawn from the run's seeded source. What
-// remains here is the sequencing: each function names the worker.go
-// function whose steps it follows, and a change to those steps must be
-// made here too.
+// causes, RenewalResult, LostCondition, StartLanded, FinishResult,
+// Backoff, GiveBackDelay, NearVisibilityCap), with jitter drawn from the
+// run's seeded source. What remains here is the sequencing: each function
+// names the worker.go function whose steps it follows, and a change to
+// those steps must be made here too. Not modelled: uploads (the model's
+// commit has none, so a run leaves the running set when its handler
+// returns rather than after its commit).
 
 // worker is one simulated worker process.
 type worker struct {
@@ -243,8 +246,10 @@ func (wk *worker) startAll() bool {
 	}
 	res, err := w.store.Apply(w.ctx, changes...)
 	if err != nil {
-		wk.giveBackLater(held)
-		return true
+		res = make([]jobstore.ChangeResult, len(changes))
+		for i := range res {
+			res[i].Err = err
+		}
 	}
 	var later []*queue.Message
 	for i, r := range res {
@@ -257,6 +262,10 @@ func (wk *worker) startAll() bool {
 		case errors.Is(r.Err, errcode.NotFound):
 			wk.deleteMessage(m)
 		default:
+			if j := wk.startedByUs(changes[i].ID, changes[i].Set.Values.Attempt); j != nil {
+				wk.launch(j, m)
+				continue
+			}
 			later = append(later, m)
 		}
 	}
@@ -293,6 +302,11 @@ func (wk *worker) conflict(m *queue.Message, cur *job.Job, now time.Time) {
 		w.notes.SelfTakeovers++ // its own job, whose lease ran out while it ran it
 	}
 	n, err := w.store.ApplyOne(w.ctx, change)
+	if res == workercore.TakeOver && err != nil && !workercore.LostCondition(err) {
+		if n = wk.startedByUs(cur.ID, cur.Attempt+1); n != nil {
+			err = nil
+		}
+	}
 	switch {
 	case res == workercore.TakeOver && err == nil:
 		w.tracef("%s took over %s at attempt %d from %s", wk.id, cur.ID, n.Attempt, cur.Owner)
@@ -302,6 +316,16 @@ func (wk *worker) conflict(m *queue.Message, cur *job.Job, now time.Time) {
 		wk.enqueue(n)
 	}
 	wk.deleteMessage(m) // stale: a lost takeover, or settled
+}
+
+// startedByUs follows startedByUs: after a start or takeover that got no
+// answer, the job as read if that write landed (StartLanded), else nil.
+func (wk *worker) startedByUs(id string, attempt int) *job.Job {
+	j, err := wk.w.store.Get(wk.w.ctx, id)
+	if err != nil || !workercore.StartLanded(j, wk.id, attempt) {
+		return nil
+	}
+	return j
 }
 
 // deadLetter follows deadLetter: an undecodable message goes to the DLQ
@@ -355,6 +379,15 @@ func (wk *worker) launch(j *job.Job, m *queue.Message) {
 		if x.cur.ID == j.ID && x.inHandler(t) {
 			w.notes.Overlaps++
 			w.tracef("%s: %s attempt %d starts while its attempt %d still runs here", wk.id, j.ID, j.Attempt, x.cur.Attempt)
+		}
+	}
+	if j.CancelRequested {
+		// execute does not call the handler of a job whose cancel is
+		// pending: its context ends at once, and nothing runs.
+		r.cancel(workercore.ErrCancelRequested, t)
+		r.stopLatency = 0
+		if !r.doneAt.After(t) {
+			r.doneAt = t.Add(time.Millisecond)
 		}
 	}
 	wk.runs = append(wk.runs, r)
@@ -489,7 +522,11 @@ func (wk *worker) commit(r *run) bool {
 	w := wk.w
 	switch r.stage {
 	case commitOutcome:
-		n, err := w.store.ApplyOne(w.ctx, w.policy.Finish(r.cur, wk.now(), r.end))
+		c := w.policy.Finish(r.cur, wk.now(), r.end)
+		n, err := w.store.ApplyOne(w.ctx, c)
+		if err != nil && !workercore.LostCondition(err) {
+			n, err = wk.resolveFinish(c, err)
+		}
 		switch {
 		case workercore.LostCondition(err):
 			w.tracef("%s: lease of %s lost before its outcome was written", wk.id, r.cur.ID)
@@ -514,6 +551,26 @@ func (wk *worker) commit(r *run) bool {
 		wk.remove(r)
 	}
 	return true
+}
+
+// resolveFinish follows resolveFinish: read the job after an outcome write
+// that got no answer, and go on as FinishResult says.
+func (wk *worker) resolveFinish(c job.Change, err error) (*job.Job, error) {
+	w := wk.w
+	j, gerr := w.store.Get(w.ctx, c.ID)
+	if gerr != nil {
+		if errors.Is(gerr, errcode.NotFound) {
+			return nil, gerr
+		}
+		return nil, err
+	}
+	switch workercore.FinishResult(j, c) {
+	case workercore.FinishLanded:
+		return j, nil
+	case workercore.FinishRetry:
+		return w.store.ApplyOne(w.ctx, c)
+	}
+	return nil, errcode.FailedPrecondition
 }
 
 // noteLost counts a run that found its attempt lost (Notes.ExpiredUnderOwner)

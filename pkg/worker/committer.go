@@ -1,8 +1,11 @@
 package worker
 
 import (
+	"context"
 	"errors"
+	"fmt"
 
+	"github.com/jobfleet/jobfleet/pkg/errcode"
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/jobstore"
 	"github.com/jobfleet/jobfleet/pkg/queue"
@@ -65,19 +68,23 @@ func (w *Worker) commitBatch(batch []finish) {
 	var handles []string
 	for i, f := range batch {
 		if err != nil {
-			// Unknown whether it landed: the lease expires and the reaper
-			// settles it; the message is kept so it can be redelivered too.
 			out[i].err = err
-			continue
+		} else {
+			out[i] = finished{job: res[i].Job, err: res[i].Err}
 		}
-		out[i] = finished{job: res[i].Job, err: res[i].Err}
+		if out[i].err != nil && !LostCondition(out[i].err) {
+			// No answer: read the job to learn whether it landed.
+			out[i] = w.resolveFinish(ctx, f.change, out[i].err)
+		}
 		switch {
 		case out[i].err == nil:
 			if out[i].job.Status == job.Queued {
 				queued = append(queued, out[i].job)
 			}
 		case !LostCondition(out[i].err):
-			continue // unknown as above: keep the message
+			// Still unknown: the lease expires and the reaper settles it;
+			// the message is kept so it can be redelivered too.
+			continue
 		}
 		if f.msg != nil {
 			handles = append(handles, f.msg.Handle)
@@ -107,6 +114,27 @@ func (w *Worker) commitBatch(batch []finish) {
 	for i, f := range batch {
 		f.done <- out[i]
 	}
+}
+
+// resolveFinish settles an outcome write c that got no answer (err) by
+// reading the job (FinishResult): landed, written again, or lost. When the
+// read fails too it stays unknown.
+func (w *Worker) resolveFinish(ctx context.Context, c job.Change, err error) finished {
+	j, gerr := w.store.Get(ctx, c.ID)
+	if gerr != nil {
+		if errors.Is(gerr, errcode.NotFound) {
+			return finished{err: gerr}
+		}
+		return finished{err: err}
+	}
+	switch FinishResult(j, c) {
+	case FinishLanded:
+		return finished{job: j}
+	case FinishRetry:
+		n, err := w.store.ApplyOne(ctx, c)
+		return finished{job: n, err: err}
+	}
+	return finished{err: fmt.Errorf("job %s: attempt %d ended by another writer: %w", c.ID, c.If.Attempt, errcode.FailedPrecondition)}
 }
 
 // commitFinish hands an outcome to the committer and waits for it.

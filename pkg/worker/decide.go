@@ -161,6 +161,50 @@ func LostCondition(err error) bool {
 	return errors.Is(err, errcode.FailedPrecondition) || errors.Is(err, errcode.NotFound)
 }
 
+// StartLanded reports whether j, read after a start or takeover by owner
+// that got no answer, shows the write landed: the job is RUNNING at
+// attempt, owned by owner. The owner then runs it; otherwise its lease
+// would run out unused and spend an attempt.
+func StartLanded(j *job.Job, owner string, attempt int) bool {
+	return j != nil && j.Status == job.Running && j.Owner == owner && j.Attempt == attempt
+}
+
+// Finished is what a read after an outcome write that got no answer shows
+// (FinishResult).
+type Finished int
+
+const (
+	// FinishLanded: the outcome is recorded; go on as if it had answered.
+	FinishLanded Finished = iota
+	// FinishRetry: the write did not land and its condition still holds:
+	// write it again.
+	FinishRetry
+	// FinishLost: someone else ended the attempt (a reclaim or takeover
+	// after the lease ran out): as for a lost condition.
+	FinishLost
+)
+
+// FinishResult decides from j, read after the outcome write c (a
+// job.Policy Finish) got no answer, whether that write landed: the
+// attempt's history entry was closed by its owner with c's outcome.
+func FinishResult(j *job.Job, c job.Change) Finished {
+	if c.If.Holds(j) {
+		return FinishRetry
+	}
+	var want job.Outcome
+	for _, h := range c.Set.History {
+		if h.Attempt == c.If.Attempt {
+			want = h.Outcome
+		}
+	}
+	for _, h := range j.History {
+		if h.Attempt == c.If.Attempt && h.Owner == c.If.Owner && h.Outcome == want && !h.EndedAt.IsZero() {
+			return FinishLanded
+		}
+	}
+	return FinishLost
+}
+
 // Renewal is what a heartbeat's lease renewal means for the run
 // (RenewalResult).
 type Renewal int

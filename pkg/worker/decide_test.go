@@ -186,3 +186,36 @@ func TestNearVisibilityCap(t *testing.T) {
 	require.False(t, worker.NearVisibilityCap(t0, last, vis, hb))
 	require.True(t, worker.NearVisibilityCap(t0, last.Add(time.Millisecond), vis, hb))
 }
+
+func TestStartAndFinishResult(t *testing.T) {
+	t.Parallel()
+	p := job.DefaultPolicy
+	q := &job.Job{ID: job.NewID(t0), Type: "t", Status: job.Queued, MaxAttempts: 3, Timeout: job.Duration(time.Minute), Rev: 1}
+	apply := func(cur *job.Job, c job.Change) *job.Job {
+		n := *cur
+		n.History = append([]job.Attempt(nil), cur.History...)
+		c.Set.Apply(&n)
+		return &n
+	}
+	running := apply(q, p.Start(job.Message{ID: q.ID}, "w1", t0))
+	require.True(t, worker.StartLanded(running, "w1", 1))
+	require.False(t, worker.StartLanded(running, "w2", 1), "another worker's start")
+	require.False(t, worker.StartLanded(running, "w1", 2), "another attempt")
+	require.False(t, worker.StartLanded(q, "w1", 1), "did not land")
+
+	fin := p.Finish(running, t0.Add(time.Second), job.End{Outcome: job.OutcomeFailed, Reason: "boom"})
+	require.Equal(t, worker.FinishRetry, worker.FinishResult(running, fin), "did not land: write again")
+	require.Equal(t, worker.FinishLanded, worker.FinishResult(apply(running, fin), fin))
+
+	// The reaper ended the attempt after the lease ran out, and the job
+	// may have run again since: not ours.
+	late := t0.Add(time.Hour)
+	reclaimed := apply(running, p.Reclaim(running, late, job.End{Outcome: job.OutcomeLeaseExpired, Reason: "lease expired"}))
+	require.Equal(t, worker.FinishLost, worker.FinishResult(reclaimed, fin))
+	taken := apply(running, p.Takeover(running, "w2", late))
+	require.Equal(t, worker.FinishLost, worker.FinishResult(taken, fin))
+	// The same outcome, written by another owner of the attempt, is not ours.
+	other := *running
+	other.Owner = "w2"
+	require.Equal(t, worker.FinishLost, worker.FinishResult(apply(&other, p.Finish(&other, late, job.End{Outcome: job.OutcomeFailed})), fin))
+}

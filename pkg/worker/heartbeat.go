@@ -19,7 +19,11 @@ func (w *Worker) heartbeatLoop() {
 		case <-w.runCtx.Done():
 			return
 		case <-t.C:
-			w.heartbeat(w.runCtx)
+			// A tick's calls are bounded by the interval: a hung call must
+			// not stop the worker from giving up jobs whose lease runs out.
+			ctx, cancel := context.WithTimeout(w.runCtx, w.o.Heartbeat)
+			w.heartbeat(ctx)
+			cancel()
 		}
 	}
 }

@@ -397,6 +397,9 @@ func (w *Worker) giveBack(msgs []*queue.Message) {
 	}
 }
 
+// uploadBudget bounds the upload of an attempt's result and log.
+const uploadBudget = 10 * time.Minute
+
 // commitCtx bounds a write that must go out even while the worker stops
 // (a finish, a hand-back, a message give-back): it outlives the run context
 // on purpose, for at most 10 seconds.
@@ -424,13 +427,18 @@ func (w *Worker) startAll(ctx context.Context, msgs []*queue.Message) {
 	if len(changes) == 0 {
 		return
 	}
-	res, err := w.store.Apply(ctx, changes...)
+	// The start writes must not be cut off by a stop (an unanswered write
+	// may still land): a bounded context of their own.
+	cctx, cancel := w.commitCtx()
+	defer cancel()
+	res, err := w.store.Apply(cctx, changes...)
 	if err != nil {
 		w.m.Errors.WithLabelValues("worker", "start").Inc()
 		w.log.Error("start jobs", "n", len(changes), "err", err)
-		w.giveBackLater(held)
-		w.release(len(held))
-		return
+		res = make([]jobstore.ChangeResult, len(changes))
+		for i := range res {
+			res[i].Err = err
+		}
 	}
 	var later []*queue.Message
 	for i, r := range res {
@@ -439,10 +447,17 @@ func (w *Worker) startAll(ctx context.Context, msgs []*queue.Message) {
 		case r.Err == nil:
 			w.launch(r.Job, m)
 		case errors.Is(r.Err, errcode.FailedPrecondition):
-			w.conflict(ctx, m, ids[i], r.Job, now)
+			w.conflict(cctx, m, ids[i], r.Job, now)
 		case errors.Is(r.Err, errcode.NotFound):
 			w.stale(m, ids[i], "job not found")
 		default:
+			// No answer: the start may have landed. If it did, the job is
+			// ours — run it, or its lease would run out unused and spend an
+			// attempt.
+			if j := w.startedByUs(cctx, ids[i].ID, ids[i].Attempt+1); j != nil {
+				w.launch(j, m)
+				continue
+			}
 			w.m.Errors.WithLabelValues("worker", "start").Inc()
 			w.log.Error("start job", "job_id", ids[i].ID, "attempt", ids[i].Attempt+1, "err", r.Err)
 			later = append(later, m)
@@ -486,6 +501,12 @@ func (w *Worker) conflict(ctx context.Context, m *queue.Message, jm job.Message,
 		return
 	case TakeOver:
 		n, err := w.store.ApplyOne(ctx, change)
+		if err != nil && !LostCondition(err) {
+			n = w.startedByUs(ctx, cur.ID, cur.Attempt+1) // no answer: it may have landed
+			if n != nil {
+				err = nil
+			}
+		}
 		if err == nil {
 			w.log.Info("took over job with expired lease", "job_id", cur.ID, "attempt", n.Attempt, "previous_owner", cur.Owner)
 			w.launch(n, m)
@@ -504,6 +525,17 @@ func (w *Worker) conflict(ctx context.Context, m *queue.Message, jm job.Message,
 		}
 	}
 	w.stale(m, jm, "lease expired; job settled")
+}
+
+// startedByUs reads the job after a start or takeover that got no answer
+// and returns it when that write landed (StartLanded); otherwise, or when
+// the read fails too, nil.
+func (w *Worker) startedByUs(ctx context.Context, id string, attempt int) *job.Job {
+	j, err := w.store.Get(ctx, id)
+	if err != nil || !StartLanded(j, w.id, attempt) {
+		return nil
+	}
+	return j
 }
 
 // stale deletes a message that cannot start its job.
@@ -637,6 +669,12 @@ func (w *Worker) execute(ctx context.Context, r *run) {
 	var ret Return
 	h, ok := w.reg.Lookup(j.Type)
 	switch {
+	case j.CancelRequested:
+		// Asked to cancel while an earlier attempt ran, and re-queued
+		// before that attempt's owner saw it: do not run this one.
+		r.cancel(ErrCancelRequested)
+		<-hctx.Done()
+		ret.Err = context.Cause(hctx)
 	case !ok:
 		ret.Err = fmt.Errorf("no handler for type %q on worker %s (it serves %v)", j.Type, w.id, w.reg.Types())
 	default:
@@ -654,12 +692,17 @@ func (w *Worker) execute(ctx context.Context, r *run) {
 	}
 	end := AttemptEnd(j, ret, cause, w.retryDelay(j))
 
-	w.mu.Lock()
-	delete(w.running, r)
-	n := len(w.running)
-	w.mu.Unlock()
-	w.m.Running.Set(float64(n))
-	w.touch()
+	// The run stays in the running set, its lease renewed, until its
+	// outcome is committed: uploading a large result or log can take a
+	// while.
+	defer func() {
+		w.mu.Lock()
+		delete(w.running, r)
+		n := len(w.running)
+		w.mu.Unlock()
+		w.m.Running.Set(float64(n))
+		w.touch()
+	}()
 
 	r.mu.Lock()
 	lost, cur, msgDeleted := r.lost, r.cur, r.msgDeleted
@@ -736,7 +779,9 @@ func LogKey(id string, attempt int) string { return fmt.Sprintf("logs/%s/%d.log"
 // commit stores the result and log, writes the outcome (fenced), sends the
 // next message for a re-queued job, and deletes the received message.
 func (w *Worker) commit(log *slog.Logger, cur *job.Job, r *run, end job.End, logs *logBuffer) {
-	ctx, cancel := w.commitCtx()
+	// Uploads outlive a stopping worker on purpose, bounded; the lease is
+	// renewed meanwhile.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.runCtx), uploadBudget)
 	defer cancel()
 	if end.Outcome == job.OutcomeSucceeded && len(end.Result) > w.o.InlineLimit {
 		key := ResultKey(cur.ID, cur.Attempt)

@@ -785,3 +785,113 @@ func TestJobLongerThanVisibilityCap(t *testing.T) {
 	require.Equal(t, 1, done.Attempt)
 	require.Equal(t, queue.Depth{}, e.depth())
 }
+
+// A job re-queued while its cancel was pending (the request landed between
+// its owner's last heartbeat and its re-queue) is cancelled by the next
+// worker without running its handler.
+func TestPendingCancelBeforeStartRunsNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ran := make(chan string, 1)
+	e.reg.Handle("echo", worker.HandlerFunc(func(_ context.Context, j *worker.Job) (json.RawMessage, error) {
+		ran <- j.ID
+		return j.Payload, nil
+	}))
+	j := e.submit(job.Submission{Type: "echo", Payload: json.RawMessage(`1`)})
+	ctx := context.Background()
+	// "w0" receives and starts it; a cancel is requested; w0, not having
+	// seen it, re-queues the job after a failure.
+	msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1, Visibility: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	running, err := e.store.ApplyOne(ctx, policy.Start(job.Message{ID: j.ID}, "w0", e.clock.Now()))
+	require.NoError(t, err)
+	c, ok := policy.RequestCancel(running, e.clock.Now())
+	require.True(t, ok)
+	_, err = e.store.ApplyOne(ctx, c)
+	require.NoError(t, err)
+	queued, err := e.store.ApplyOne(ctx, policy.Finish(running, e.clock.Now(), job.End{Outcome: job.OutcomeFailed, Reason: "boom"}))
+	require.NoError(t, err)
+	require.Equal(t, job.Queued, queued.Status)
+	require.True(t, queued.CancelRequested)
+	_, err = e.work.Delete(ctx, msgs[0].Handle)
+	require.NoError(t, err)
+	errs, err := work.Enqueue(ctx, e.work, e.clock.Now(), queued)
+	require.NoError(t, err)
+	require.NoError(t, errs[0])
+
+	e.start("w1", nil)
+	done := e.waitStatus(j.ID, job.Cancelled)
+	require.Equal(t, 2, done.Attempt)
+	last := done.History[len(done.History)-1]
+	require.Equal(t, "w1", last.Owner)
+	require.Equal(t, job.OutcomeCancelled, last.Outcome)
+	e.waitDrained()
+	select {
+	case id := <-ran:
+		t.Fatalf("handler ran for %s", id)
+	default:
+	}
+}
+
+// Writes that land but whose answer is lost: the worker reads the job to
+// learn that its start landed (and runs it) and that its outcome landed
+// (and deletes the message), instead of leaving the job to a lease expiry.
+func TestUnansweredWritesThatLanded(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var runs atomic.Int32
+	e.reg.Handle("echo", worker.HandlerFunc(func(_ context.Context, j *worker.Job) (json.RawMessage, error) {
+		runs.Add(1)
+		return j.Payload, nil
+	}))
+	j := e.submit(job.Submission{Type: "echo", Payload: json.RawMessage(`1`)})
+	ambiguous := faultjobstore.Wrap(e.store.Driver(), &faultjobstore.Options{Faults: faultjobstore.Faults{Ambiguous: 1}})
+	w, err := worker.New("w1", jobstore.New(ambiguous, &jobstore.Options{Clock: e.clock}), e.work, e.blob, e.reg, e.options())
+	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background()))
+	t.Cleanup(w.Stop)
+
+	// The fake clock stands still: without the reads, the job would wait
+	// for its lease (3 h) and the message for its visibility.
+	done := e.waitStatus(j.ID, job.Succeeded)
+	require.Equal(t, 1, done.Attempt)
+	require.Equal(t, 0, done.Failures)
+	e.waitDrained()
+	require.Equal(t, int32(1), runs.Load())
+	require.GreaterOrEqual(t, ambiguous.Stats().Ambiguous, 2, "the start and the finish were both unanswered")
+}
+
+// An outcome write refused before it reached the store is written again
+// once a read shows its condition still holds.
+func TestUnansweredFinishWrittenAgain(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.reg.Handle("echo", worker.HandlerFunc(func(_ context.Context, j *worker.Job) (json.RawMessage, error) { return j.Payload, nil }))
+	j := e.submit(job.Submission{Type: "echo", Payload: json.RawMessage(`1`)})
+	d := &failFinishOnce{Driver: e.store.Driver()}
+	w, err := worker.New("w1", jobstore.New(d, &jobstore.Options{Clock: e.clock}), e.work, e.blob, e.reg, e.options())
+	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background()))
+	t.Cleanup(w.Stop)
+	done := e.waitStatus(j.ID, job.Succeeded)
+	require.Equal(t, 1, done.Attempt)
+	e.waitDrained()
+	require.True(t, d.failed.Load(), "the first outcome write was refused")
+}
+
+// failFinishOnce refuses the first Apply that carries an outcome, before
+// it reaches the store.
+type failFinishOnce struct {
+	jobstore.Driver
+	failed atomic.Bool
+}
+
+func (d *failFinishOnce) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
+	for _, c := range changes {
+		if c.Event == job.EventFinish && d.failed.CompareAndSwap(false, true) {
+			return nil, errcode.New(errcode.Unavailable, "connection reset")
+		}
+	}
+	return d.Driver.Apply(ctx, changes)
+}
