@@ -7,7 +7,9 @@
 #   make bench   the benchmark scenarios (e2e/bench) at full size: prints every
 #                table and appends them to docs/benchmarks.md
 #   make lint    gofmt check, go vet, staticcheck
-#   make build   the three service binaries into ./bin
+#   make build   the three service binaries into ./bin (TAGS=jobfleet_noaws
+#                for local-profile-only binaries, TAGS=jobfleet_nolocal for
+#                aws-only ones: smaller; see pkg/profile)
 #   make tidy    go mod tidy in every module
 
 SHELL := /bin/bash
@@ -19,6 +21,10 @@ TOOLS := $(BIN)/tools
 STATICCHECK_VERSION := v0.8.2
 MOTO_MIN := 5.1.21
 SERVICES := dispatcher worker reaper
+# Build tags that leave a profile out of the binaries (pkg/profile); lint
+# vets every variant.
+TAGS ?=
+SLIM_TAGS := jobfleet_noaws jobfleet_nolocal
 # Every module in go.work, as directories.
 MODULES = $(shell $(GO) list -f '{{.Dir}}' -m)
 TEST_FLAGS ?= -race -count=1 -timeout 15m
@@ -38,7 +44,7 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	@for s in $(SERVICES); do \
-	  (cd services/$$s && $(GO) build -o $(BIN)/jobfleet-$$s .) || exit 1; \
+	  (cd services/$$s && $(GO) build -tags "$(TAGS)" -o $(BIN)/jobfleet-$$s .) || exit 1; \
 	done
 
 # moto_server is the AWS endpoint the aws adapters' tests run against.
@@ -80,6 +86,13 @@ lint: $(TOOLS)/staticcheck
 	@for m in $(MODULES); do \
 	  echo "== lint $${m#$(CURDIR)/}"; \
 	  (cd $$m && $(GO) vet ./... && $(TOOLS)/staticcheck ./...) || exit 1; \
+	done
+	@for t in $(SLIM_TAGS); do \
+	  echo "== lint -tags $$t"; \
+	  (cd pkg && $(GO) vet -tags $$t ./profile/... && $(TOOLS)/staticcheck -tags $$t ./profile/...) && \
+	  for s in $(SERVICES); do \
+	    (cd services/$$s && $(GO) vet -tags $$t ./... && $(TOOLS)/staticcheck -tags $$t ./...) || exit 1; \
+	  done || exit 1; \
 	done
 	@echo "== lint infra"; infra/check
 

@@ -1,3 +1,5 @@
+//go:build !jobfleet_noaws
+
 package profile
 
 import (
@@ -60,9 +62,6 @@ const (
 	WorkPollWait  = time.Second
 	OtherPollWait = 5 * time.Second
 )
-
-// AWSClients returns the backends' SDK clients (nil in the local profile).
-func (b *Backends) AWSClients() *Clients { return b.clients }
 
 func openAWS(ctx context.Context, cfg config.Config, m *metrics.Metrics) (*Backends, error) {
 	c, err := awsClients(ctx, m)

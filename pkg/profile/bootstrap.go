@@ -1,3 +1,5 @@
+//go:build !jobfleet_noaws
+
 package profile
 
 import (
@@ -15,23 +17,7 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/queue/sqsqueue"
 )
 
-// Bootstrap creates every resource of cfg's profile, idempotently: in the
-// aws profile the job table (with its indexes and TTL), the six queues
-// (each DLQ first, then its source with the redrive policy) and the bucket,
-// on whatever endpoint the SDK is configured for (AWS_ENDPOINT_URL for
-// LocalStack or moto). The local profile's files are created on open, so
-// there it only opens and closes them. Routing ECS task state change events
-// to the events queue (an EventBridge rule) is infrastructure: see
-// infra/cloudformation.
-func Bootstrap(ctx context.Context, cfg config.Config, m *metrics.Metrics, log *slog.Logger) error {
-	if cfg.Profile == config.ProfileLocal {
-		b, err := Open(ctx, cfg, m)
-		if err != nil {
-			return err
-		}
-		log.Info("bootstrapped", b.LogAttrs()...)
-		return b.Close()
-	}
+func bootstrapAWS(ctx context.Context, cfg config.Config, m *metrics.Metrics, log *slog.Logger) error {
 	c, err := awsClients(ctx, m)
 	if err != nil {
 		return err

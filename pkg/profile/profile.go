@@ -11,23 +11,29 @@
 //	fleet.db   the local fleet's registry of worker processes
 //
 // Several processes (dispatcher, workers, reaper) open the same files.
+//
+// # Slim binaries
+//
+// A default build holds both profiles. Two build tags leave one out, for a
+// smaller binary and a smaller resident footprint (docs/benchmarks.md,
+// Footprint): -tags jobfleet_noaws drops the AWS SDK (the local profile
+// only), -tags jobfleet_nolocal drops SQLite (the aws profile with the ECS
+// fleet only: no local profile, no local fleet). A binary asked for a
+// profile or fleet it was built without says so when it opens it.
 package profile
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
+	"log/slog"
 	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/blob"
-	"github.com/jobfleet/jobfleet/pkg/blob/fileblob"
 	"github.com/jobfleet/jobfleet/pkg/config"
 	"github.com/jobfleet/jobfleet/pkg/jobstore"
-	"github.com/jobfleet/jobfleet/pkg/jobstore/sqlitejobstore"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
 	"github.com/jobfleet/jobfleet/pkg/queue"
-	"github.com/jobfleet/jobfleet/pkg/queue/sqlitequeue"
 )
 
 // Queue names (the aws profile adds its resource prefix).
@@ -55,6 +61,9 @@ type Backends struct {
 	clients *Clients
 	closers []func() error
 }
+
+// AWSClients returns the backends' SDK clients (nil in the local profile).
+func (b *Backends) AWSClients() *Clients { return b.clients }
 
 // DataDir is the local profile's data directory (absolute), "" otherwise.
 func (b *Backends) DataDir() string { return b.dataDir }
@@ -88,71 +97,22 @@ func Open(ctx context.Context, cfg config.Config, m *metrics.Metrics) (*Backends
 	return nil, fmt.Errorf("unknown profile %q", cfg.Profile)
 }
 
-// queueConfigs are the local queues, DLQs first (a redrive target must
-// exist before its source).
-func queueConfigs(cfg config.Config) []struct {
-	name string
-	c    sqlitequeue.Config
-} {
-	return []struct {
-		name string
-		c    sqlitequeue.Config
-	}{
-		{WorkQueue + DLQSuffix, sqlitequeue.Config{}},
-		{IngressQueue + DLQSuffix, sqlitequeue.Config{}},
-		{EventsQueue + DLQSuffix, sqlitequeue.Config{}},
-		{WorkQueue, sqlitequeue.Config{Visibility: cfg.Visibility, DeadLetter: WorkQueue + DLQSuffix, MaxReceives: cfg.MaxReceives}},
-		{IngressQueue, sqlitequeue.Config{Visibility: 30 * time.Second, DeadLetter: IngressQueue + DLQSuffix, MaxReceives: 5}},
-		{EventsQueue, sqlitequeue.Config{Visibility: time.Minute, DeadLetter: EventsQueue + DLQSuffix, MaxReceives: 5}},
+// Bootstrap creates every resource of cfg's profile, idempotently: in the
+// aws profile the job table (with its indexes and TTL), the six queues
+// (each DLQ first, then its source with the redrive policy) and the bucket,
+// on whatever endpoint the SDK is configured for (AWS_ENDPOINT_URL for
+// LocalStack or moto). The local profile's files are created on open, so
+// there it only opens and closes them. Routing ECS task state change events
+// to the events queue (an EventBridge rule) is infrastructure: see
+// infra/cloudformation.
+func Bootstrap(ctx context.Context, cfg config.Config, m *metrics.Metrics, log *slog.Logger) error {
+	if cfg.Profile == config.ProfileAWS {
+		return bootstrapAWS(ctx, cfg, m, log)
 	}
-}
-
-func openLocal(ctx context.Context, cfg config.Config) (_ *Backends, err error) {
-	dir, err := filepath.Abs(cfg.DataDir)
+	b, err := Open(ctx, cfg, m)
 	if err != nil {
-		return nil, fmt.Errorf("data dir %q: %w", cfg.DataDir, err)
+		return err
 	}
-	b := &Backends{Profile: config.ProfileLocal, dataDir: dir, Resources: map[string]string{}}
-	defer func() {
-		if err != nil {
-			_ = b.Close()
-		}
-	}()
-	jobsPath := filepath.Join(dir, "jobs.db")
-	b.Store, err = sqlitejobstore.Open(ctx, jobsPath, nil)
-	if err != nil {
-		return nil, err
-	}
-	b.closers = append(b.closers, b.Store.Close)
-	b.Resources["store"] = "sqlite:" + jobsPath
-
-	queuePath := filepath.Join(dir, "queue.db")
-	qdb, err := sqlitequeue.OpenDB(ctx, queuePath, nil)
-	if err != nil {
-		return nil, err
-	}
-	b.closers = append(b.closers, qdb.Close)
-	b.Resources["queues"] = "sqlite:" + queuePath
-	for _, q := range queueConfigs(cfg) {
-		if err := qdb.CreateQueue(ctx, q.name, q.c); err != nil {
-			return nil, fmt.Errorf("create queue %s: %w", q.name, err)
-		}
-	}
-	for name, dst := range map[string]**queue.Queue{
-		WorkQueue: &b.Work, WorkQueue + DLQSuffix: &b.WorkDLQ,
-		IngressQueue: &b.Ingress, IngressQueue + DLQSuffix: &b.IngressDLQ,
-		EventsQueue: &b.Events, EventsQueue + DLQSuffix: &b.EventsDLQ,
-	} {
-		if *dst, err = qdb.Open(ctx, name); err != nil {
-			return nil, fmt.Errorf("open queue %s: %w", name, err)
-		}
-	}
-	blobDir := filepath.Join(dir, "blobs")
-	b.Blob, err = fileblob.Open(blobDir, nil)
-	if err != nil {
-		return nil, err
-	}
-	b.closers = append(b.closers, b.Blob.Close)
-	b.Resources["blob"] = "dir:" + blobDir
-	return b, nil
+	log.Info("bootstrapped", b.LogAttrs()...)
+	return b.Close()
 }

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/config"
-	"github.com/jobfleet/jobfleet/pkg/cwmetrics"
 	"github.com/jobfleet/jobfleet/pkg/daemon"
 	"github.com/jobfleet/jobfleet/pkg/dispatcher"
 	"github.com/jobfleet/jobfleet/pkg/fleet"
@@ -74,14 +73,9 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		Elector: dispatcher.NewElector(b.Store, "scaler", replica, 0, nil),
 		Store:   b.Store, Policy: cfg.Policy(),
 	}
-	if c := b.AWSClients(); c != nil {
-		// Backlog per worker to CloudWatch, for ECS service auto scaling.
-		pub := cwmetrics.New(cwmetrics.NewClient(c.Config), cfg.ResourcePrefix, 0, log)
-		pub.Start(soft)
-		defer pub.Stop()
-		scalerOpts.OnDecision = func(d dispatcher.Decision) {
-			pub.Observe(cwmetrics.Sample{Backlog: int(d.Backlog), Active: d.Active, Desired: d.Desired})
-		}
+	if observe, stop := publishBacklog(soft, b, cfg, log); observe != nil {
+		defer stop()
+		scalerOpts.OnDecision = observe
 	}
 	scaler := dispatcher.NewScaler(fl, b.Work, scalerOpts)
 	svc := dispatcher.NewService(b.Store, b.Work, b.Blob, &dispatcher.Options{

@@ -1,0 +1,24 @@
+//go:build jobfleet_nolocal
+
+package profile
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/jobfleet/jobfleet/pkg/config"
+	"github.com/jobfleet/jobfleet/pkg/fleet"
+)
+
+// This binary was built without the local profile and the local fleet (see
+// the package doc).
+
+const noLocal = "jobfleet_nolocal"
+
+func openLocal(context.Context, config.Config) (*Backends, error) {
+	return nil, notBuilt("the local profile", noLocal)
+}
+
+func openLocalFleet(context.Context, config.Config, *Backends, *slog.Logger) (*fleet.Fleet, error) {
+	return nil, notBuilt("the local fleet", noLocal)
+}
