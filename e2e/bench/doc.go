@@ -76,8 +76,11 @@
 //     counted: a process frozen inside a transaction stalls every other
 //     process of the local profile for the busy timeout.
 //  5. Footprint (TestFootprint): VmRSS (and VmHWM) from /proc of an idle
-//     worker, the dispatcher and the reaper after a warm-up of echo jobs,
-//     and the sizes of the three binaries as `go build` makes them.
+//     worker, the dispatcher and the reaper after a warm-up of echo jobs
+//     and a few seconds without work, and the sizes of the three binaries,
+//     built as the container image builds them (static, without symbols):
+//     the default build (both profiles) and the local profile's alone
+//     (-tags jobfleet_noaws, see package profile).
 //
 // Full runs are sequential (tests do not call t.Parallel) because
 // concurrent scenarios would measure each other; smoke runs use t.Parallel.

@@ -41,6 +41,7 @@ type params struct {
 	kills         int // per failover path
 	warmupJobs    int // footprint
 	footprintSpan time.Duration
+	settle        time.Duration // footprint: idle before sampling
 }
 
 func sizes(t *testing.T) params {
@@ -59,7 +60,7 @@ func sizes(t *testing.T) params {
 			rates: []int{50, 200, 1000}, rateFor: 4 * time.Second,
 			steadyWorker: 2, steadyConc: 4, submitters: 32,
 			costJobs: 1000, costBatch: 100, costWorkers: 2, costSample: 10,
-			kills: 20, warmupJobs: 200, footprintSpan: 2 * time.Second,
+			kills: 20, warmupJobs: 200, footprintSpan: 2 * time.Second, settle: 3 * time.Second,
 		}
 	case "smoke":
 		return params{
@@ -68,7 +69,7 @@ func sizes(t *testing.T) params {
 			rates:       []int{50}, rateFor: time.Second,
 			steadyWorker: 2, steadyConc: 4, submitters: 8,
 			costJobs: 20, costBatch: 10, costWorkers: 1, costSample: 2,
-			kills: 2, warmupJobs: 10, footprintSpan: 300 * time.Millisecond,
+			kills: 2, warmupJobs: 10, footprintSpan: 300 * time.Millisecond, settle: 100 * time.Millisecond,
 		}
 	}
 	t.Fatalf("-size=%q: want smoke or full", *flagSize)

@@ -25,37 +25,44 @@ import (
 // services are the binaries the failover and footprint scenarios run.
 var services = []string{"dispatcher", "worker", "reaper"}
 
-// bins holds the binaries, built once per run on first use.
+// bins holds the binaries, built once per run and build tags on first use.
 var bins struct {
-	once sync.Once
-	dir  string
-	err  error
+	mu   sync.Mutex
+	dirs map[string]string // by build tags
 }
 
-// binaries builds the three service binaries (as `make build` does, without
-// -race whatever the test binary has) and returns their directory.
-func binaries(t *testing.T) string {
+// binaries builds the three service binaries as the container image does
+// (infra/Dockerfile: static, without symbols, with the given build tags;
+// without -race whatever the test binary has) and returns their directory.
+func binaries(t *testing.T, tags string) string {
 	t.Helper()
-	bins.once.Do(func() {
-		bins.dir, bins.err = os.MkdirTemp("", "jobfleet-bench-bin-")
-		if bins.err != nil {
-			return
+	bins.mu.Lock()
+	defer bins.mu.Unlock()
+	if dir, ok := bins.dirs[tags]; ok {
+		return dir
+	}
+	dir, err := os.MkdirTemp("", "jobfleet-bench-bin-")
+	require.NoError(t, err)
+	for _, svc := range services {
+		cmd := exec.Command("go", "build", "-tags", tags, "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, "jobfleet-"+svc), "github.com/jobfleet/jobfleet/services/"+svc)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			t.Fatalf("build %s (tags %q): %v\n%s", svc, tags, err, out)
 		}
-		for _, svc := range services {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(bins.dir, "jobfleet-"+svc), "github.com/jobfleet/jobfleet/services/"+svc)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				bins.err = fmt.Errorf("build %s: %v\n%s", svc, err, out)
-				return
-			}
-		}
-	})
-	require.NoError(t, bins.err)
-	return bins.dir
+	}
+	if bins.dirs == nil {
+		bins.dirs = map[string]string{}
+	}
+	bins.dirs[tags] = dir
+	return dir
 }
 
 func removeBinaries() {
-	if bins.dir != "" {
-		os.RemoveAll(bins.dir)
+	bins.mu.Lock()
+	defer bins.mu.Unlock()
+	for _, dir := range bins.dirs {
+		os.RemoveAll(dir)
 	}
 }
 
@@ -127,11 +134,17 @@ type system struct {
 	once   sync.Once
 }
 
-// startSystem starts a reaper and a dispatcher over a fresh data directory
-// with the given JOBFLEET_* settings; the test's cleanup stops everything.
+// startSystem starts a reaper and a dispatcher (default builds) over a fresh
+// data directory with the given JOBFLEET_* settings; the test's cleanup
+// stops everything.
 func startSystem(t *testing.T, settings env) *system {
 	t.Helper()
-	bin := binaries(t)
+	return startSystemFrom(t, binaries(t, ""), settings)
+}
+
+// startSystemFrom is startSystem with the binaries in bin.
+func startSystemFrom(t *testing.T, bin string, settings env) *system {
+	t.Helper()
 	s := &system{t: t, dir: t.TempDir()}
 	vars := env{
 		"JOBFLEET_DATA_DIR":       filepath.Join(s.dir, "data"),

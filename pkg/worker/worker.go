@@ -88,6 +88,12 @@ type Options struct {
 	ReceiveWait time.Duration
 	// IdleTimeout: with no work for this long, Done closes (0: never).
 	IdleTimeout time.Duration
+	// FreeMemoryWhenIdle: after a second without work, return the Go heap's
+	// free memory to the OS (runtime/debug.FreeOSMemory, a full GC), once
+	// per idle spell, so that a worker waiting for work keeps a small
+	// footprint. It acts on the whole process: for a worker that has its
+	// process to itself (workermain sets it).
+	FreeMemoryWhenIdle bool
 	// DrainTimeout is how long running jobs may go on after Stop before
 	// they are handed back (default 25 s).
 	DrainTimeout time.Duration
@@ -159,6 +165,7 @@ type Worker struct {
 
 	slots      chan struct{}
 	lastActive atomic.Int64 // unix nanos of the last receive or finish
+	freeMemory func()       // debug.FreeOSMemory; tests count calls
 
 	started     atomic.Bool
 	draining    atomic.Bool
@@ -202,6 +209,7 @@ func New(id string, store *jobstore.Store, work *queue.Queue, bucket *blob.Bucke
 		idle:       make(chan struct{}),
 		finishes:   make(chan finish),
 		commitStop: make(chan struct{}),
+		freeMemory: debug.FreeOSMemory,
 	}
 	return w, nil
 }
@@ -297,21 +305,36 @@ func (w *Worker) snapshot() []*run {
 	return out
 }
 
-// idleLoop closes Done after IdleTimeout without work.
+// idleLoop closes Done after IdleTimeout without work, and returns free
+// memory to the OS once a spell without work has lasted idleRelease (with
+// Options.FreeMemoryWhenIdle).
 func (w *Worker) idleLoop() {
 	defer w.bgWG.Done()
-	if w.o.IdleTimeout <= 0 {
+	if w.o.IdleTimeout <= 0 && !w.o.FreeMemoryWhenIdle {
 		return
 	}
-	t := time.NewTicker(min(w.o.IdleTimeout/4+time.Millisecond, time.Second))
+	every := time.Second
+	if w.o.IdleTimeout > 0 {
+		every = min(w.o.IdleTimeout/4+time.Millisecond, every)
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
+	var released int64 // the lastActive whose idle spell has been released
 	for {
 		select {
 		case <-w.runCtx.Done():
 			return
 		case <-t.C:
-			last := time.Unix(0, w.lastActive.Load())
-			if w.Running() == 0 && w.o.Clock.Now().Sub(last) >= w.o.IdleTimeout {
+			if w.Running() > 0 {
+				continue
+			}
+			at := w.lastActive.Load()
+			idle := w.o.Clock.Now().Sub(time.Unix(0, at))
+			if w.o.FreeMemoryWhenIdle && idle >= idleRelease && released != at {
+				released = at
+				w.freeMemory()
+			}
+			if w.o.IdleTimeout > 0 && idle >= w.o.IdleTimeout {
 				w.idleOnce.Do(func() {
 					w.log.Info("idle; exiting", "idle_timeout", w.o.IdleTimeout.String())
 					close(w.idle)
@@ -321,6 +344,10 @@ func (w *Worker) idleLoop() {
 		}
 	}
 }
+
+// idleRelease is how long a worker runs nothing before it returns free
+// memory to the OS (Options.FreeMemoryWhenIdle).
+const idleRelease = time.Second
 
 // fetchLoop receives work while the fetch context lives.
 func (w *Worker) fetchLoop() {

@@ -584,6 +584,40 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+func TestFreeMemoryWhenIdle(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.reg.Handle("echo", worker.HandlerFunc(func(_ context.Context, j *worker.Job) (json.RawMessage, error) { return j.Payload, nil }))
+	opts := e.options()
+	opts.FreeMemoryWhenIdle = true
+	w, err := worker.New("w1", e.store, e.work, e.blob, e.reg, opts)
+	require.NoError(t, err)
+	var frees atomic.Int32
+	w.OnFreeMemory(func() { frees.Add(1) })
+	require.NoError(t, w.Start(context.Background()))
+	t.Cleanup(w.Stop)
+
+	// Once per idle spell: a job ends one, the idle time after it starts
+	// the next.
+	for spell := int32(1); spell <= 2; spell++ {
+		j := e.submit(job.Submission{Type: "echo", Payload: json.RawMessage(`{}`)})
+		e.waitStatus(j.ID, job.Succeeded)
+		// The job's end touches the idle clock just after its outcome is
+		// written: advance until the idle time after it is seen.
+		require.Eventually(t, func() bool {
+			e.clock.Advance(2 * time.Second)
+			return frees.Load() == spell
+		}, 10*time.Second, 50*time.Millisecond)
+		time.Sleep(1500 * time.Millisecond) // more idle ticks: no more calls
+		require.Equal(t, spell, frees.Load())
+	}
+	select {
+	case <-w.Done():
+		t.Fatal("no idle timeout was set")
+	default:
+	}
+}
+
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	e := setup(t)

@@ -56,18 +56,19 @@ func Run(ctx context.Context, getenv func(string) string, setup func(config.Conf
 	defer b.Close()
 
 	w, err := worker.New(id, b.Store, b.Work, b.Blob, reg, &worker.Options{
-		DLQ:          b.WorkDLQ,
-		Policy:       cfg.Policy(),
-		Concurrency:  cfg.Concurrency,
-		Heartbeat:    cfg.Heartbeat,
-		Visibility:   cfg.Visibility,
-		IdleTimeout:  cfg.IdleTimeout,
-		DrainTimeout: cfg.DrainTimeout,
-		InlineLimit:  cfg.InlineLimit,
-		RetryBase:    cfg.RetryBase,
-		RetryMax:     cfg.RetryMax,
-		Logger:       log,
-		Metrics:      m,
+		DLQ:                b.WorkDLQ,
+		Policy:             cfg.Policy(),
+		Concurrency:        cfg.Concurrency,
+		Heartbeat:          cfg.Heartbeat,
+		Visibility:         cfg.Visibility,
+		IdleTimeout:        cfg.IdleTimeout,
+		FreeMemoryWhenIdle: true,
+		DrainTimeout:       cfg.DrainTimeout,
+		InlineLimit:        cfg.InlineLimit,
+		RetryBase:          cfg.RetryBase,
+		RetryMax:           cfg.RetryMax,
+		Logger:             log,
+		Metrics:            m,
 	})
 	if err != nil {
 		return err
