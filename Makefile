@@ -29,7 +29,7 @@ SLIM_TAGS := jobfleet_noaws jobfleet_nolocal
 MODULES = $(shell $(GO) list -f '{{.Dir}}' -m)
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 # make run's settings; override on the command line (make run DATA=/tmp/jf).
-DATA ?= $(CURDIR)/.data
+DATA ?= $(CURDIR)/.jobfleet
 HTTP_ADDR ?= 127.0.0.1:8080
 
 # Fuzz targets: package and function, one per parser of outside input.

@@ -36,7 +36,7 @@ var BuiltinTypes = []string{"echo", "exec", "fail", "sleep"}
 // Config is every setting, with the environment variable that sets it.
 type Config struct {
 	Profile  string // JOBFLEET_PROFILE: local (default) or aws
-	DataDir  string // JOBFLEET_DATA_DIR: local profile state (default .data)
+	DataDir  string // JOBFLEET_DATA_DIR: local profile state (default .jobfleet)
 	LogLevel string // JOBFLEET_LOG_LEVEL: debug, info (default), warn, error
 
 	HTTPAddr    string   // JOBFLEET_HTTP_ADDR: dispatcher API (default 127.0.0.1:8080)
@@ -101,7 +101,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		Profile:        ProfileLocal,
-		DataDir:        ".data",
+		DataDir:        ".jobfleet",
 		LogLevel:       "info",
 		HTTPAddr:       "127.0.0.1:8080",
 		MaxInFlight:    256,
