@@ -95,6 +95,9 @@ type Config struct {
 	ECSAssignPublicIP    bool     // JOBFLEET_ECS_ASSIGN_PUBLIC_IP: true to give tasks a public IP (default false)
 	ECSCapacityProviders []string // JOBFLEET_ECS_CAPACITY_PROVIDERS: e.g. FARGATE_SPOT,FARGATE (default: launch type FARGATE)
 	ECSContainer         string   // JOBFLEET_ECS_CONTAINER: the worker container's name in the task definition (default worker)
+	// JOBFLEET_ECS_TAGS: key=value,... tags on every worker task (default
+	// none; tagging on RunTask needs ecs:TagResource).
+	ECSTags map[string]string
 }
 
 // Defaults returns the default configuration.
@@ -236,6 +239,17 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	list("JOBFLEET_ECS_CAPACITY_PROVIDERS", &c.ECSCapacityProviders, ",")
 	str("JOBFLEET_ECS_CONTAINER", &c.ECSContainer)
+	if v := strings.TrimSpace(getenv("JOBFLEET_ECS_TAGS")); v != "" {
+		c.ECSTags = map[string]string{}
+		for kv := range strings.SplitSeq(v, ",") {
+			k, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				errs = append(errs, fmt.Errorf("JOBFLEET_ECS_TAGS=%q: want key=value,key=value", v))
+				break
+			}
+			c.ECSTags[strings.TrimSpace(k)] = strings.TrimSpace(val)
+		}
+	}
 	c.resolveNames()
 	if !visibilitySet {
 		c.Visibility = c.Lease + c.Heartbeat

@@ -65,6 +65,7 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{map[string]string{"JOBFLEET_JOB_TYPES": "ok,9bad"}, `"9bad" is not a valid type name`},
 		{map[string]string{"JOBFLEET_HTTP_ADDR": "8080"}, "JOBFLEET_HTTP_ADDR=\"8080\": want host:port"},
 		{map[string]string{"JOBFLEET_DRAIN_TIMEOUT": "40s"}, "must be shorter than JOBFLEET_STOP_TIMEOUT"},
+		{map[string]string{"JOBFLEET_ECS_TAGS": "team=jobs,oops"}, `JOBFLEET_ECS_TAGS="team=jobs,oops": want key=value`},
 	}
 	for _, tc := range tests {
 		_, err := config.Load(env(tc.env))
@@ -93,8 +94,10 @@ func TestAWSResourceNames(t *testing.T) {
 		"JOBFLEET_WORK_QUEUE":  "https://sqs.eu-west-1.amazonaws.com/1/custom-work",
 		"JOBFLEET_WORK_DLQ":    "https://sqs.eu-west-1.amazonaws.com/1/custom-work-dlq",
 		"JOBFLEET_ECS_SUBNETS": "subnet-1,subnet-2", "JOBFLEET_ECS_ASSIGN_PUBLIC_IP": "true",
+		"JOBFLEET_ECS_TAGS": "team=jobs, cost-center = 42",
 	}))
 	require.NoError(t, err)
+	require.Equal(t, map[string]string{"team": "jobs", "cost-center": "42"}, c.ECSTags)
 	require.Equal(t, "acme-jobs", c.Table)
 	require.Equal(t, "acme-ingress", c.IngressQueue)
 	require.Equal(t, "acme-ingress-dlq", c.IngressDLQ)

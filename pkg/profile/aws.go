@@ -151,7 +151,18 @@ func openECSFleet(ctx context.Context, cfg config.Config, b *Backends, log *slog
 	if b.clients == nil {
 		return nil, fmt.Errorf("the ECS fleet needs the aws profile")
 	}
-	f, err := ecsfleet.Open(ctx, b.clients.ECS, ecsfleet.Options{
+	f, err := ecsfleet.Open(ctx, b.clients.ECS, ECSFleetOptions(cfg))
+	if err != nil {
+		return nil, err
+	}
+	b.Resources["fleet"] = fmt.Sprintf("ecs:%s/%s", cfg.ECSCluster, cfg.ECSTaskDefinition)
+	return f, nil
+}
+
+// ECSFleetOptions are the ECS fleet's options for cfg: its network, launch
+// settings and the environment its workers need.
+func ECSFleetOptions(cfg config.Config) ecsfleet.Options {
+	return ecsfleet.Options{
 		Cluster:           cfg.ECSCluster,
 		TaskDefinition:    cfg.ECSTaskDefinition,
 		Subnets:           cfg.ECSSubnets,
@@ -161,12 +172,8 @@ func openECSFleet(ctx context.Context, cfg config.Config, b *Backends, log *slog
 		ContainerName:     cfg.ECSContainer,
 		Env:               workerEnv(cfg),
 		Group:             "family:" + ecsfleet.Family(cfg.ECSTaskDefinition),
-	})
-	if err != nil {
-		return nil, err
+		Tags:              cfg.ECSTags,
 	}
-	b.Resources["fleet"] = fmt.Sprintf("ecs:%s/%s", cfg.ECSCluster, cfg.ECSTaskDefinition)
-	return f, nil
 }
 
 // workerEnv is what an ECS worker must agree on with the dispatcher: the

@@ -1,31 +1,42 @@
-package ecsfleet_test
+// Package ecsmoto is test support for ECS on a moto server: what the Go
+// SDK and the ECS fleet need from moto that moto does not do as ECS does
+// (AWS_NOTES §1 and §3.3: numbers where ECS sends
+// strings, task timestamps and stop codes moto leaves out), and a cluster
+// with a Fargate task definition to run tasks from. Tests only; no
+// production code imports it.
+package ecsmoto
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"strconv"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/stretchr/testify/require"
 
 	"github.com/jobfleet/jobfleet/pkg/fleet"
 	"github.com/jobfleet/jobfleet/pkg/fleet/ecsfleet"
 )
 
-// motoNumericFix makes moto's ECS answers readable by the Go SDK. moto
+// numericFix makes moto's ECS answers readable by the Go SDK. moto
 // 5.2.1 writes tasks[].containers[].cpu, memory and memoryReservation as
 // JSON numbers where the API has strings, and the SDK then fails RunTask,
 // DescribeTasks and StopTask with "expected string, got 0" (AWS_NOTES §0
 // item 2, §3.3). It sits in the Deserialize step after the protocol
 // deserializer is added, so it sees the raw body first and hands on a body
 // with those numbers as strings. Test-only: ECS itself sends strings.
-var motoNumericFix = middleware.DeserializeMiddlewareFunc("MotoECSNumericStringFix", func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+var numericFix = middleware.DeserializeMiddlewareFunc("MotoECSNumericStringFix", func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
 	out, md, err := next.HandleDeserialize(ctx, in)
 	if err != nil {
 		return out, md, err
@@ -76,14 +87,15 @@ var motoNumericFix = middleware.DeserializeMiddlewareFunc("MotoECSNumericStringF
 	return out, md, err
 })
 
-// withMotoNumericFix adds motoNumericFix to an ECS client's stack.
-func withMotoNumericFix(o *ecs.Options) {
+// Fix adds the numeric fix to an ECS client's stack: ecs.NewFromConfig(cfg,
+// ecsmoto.Fix).
+func Fix(o *ecs.Options) {
 	o.APIOptions = append(o.APIOptions, func(s *middleware.Stack) error {
-		return s.Deserialize.Add(motoNumericFix, middleware.After)
+		return s.Deserialize.Add(numericFix, middleware.After)
 	})
 }
 
-// motoECS supplies task fields ECS always returns and moto 5.2.1 never
+// API supplies task fields ECS always returns and moto 5.2.1 never
 // does (AWS_NOTES §1, ECS rows): createdAt, startedAt, stoppedAt and
 // stopCode. moto starts a Fargate task RUNNING at once and StopTask makes
 // it STOPPED at once, so this records when RunTask and StopTask answered
@@ -91,7 +103,7 @@ func withMotoNumericFix(o *ecs.Options) {
 // the same calls. It only fills fields moto left empty and changes nothing
 // else, so the suite still checks that the driver maps what ECS sends; it
 // stands for the backend, never for the driver.
-type motoECS struct {
+type API struct {
 	c *ecs.Client
 
 	mu      sync.Mutex
@@ -99,16 +111,17 @@ type motoECS struct {
 	stopped map[string]time.Time
 }
 
-var _ ecsfleet.API = (*motoECS)(nil)
+var _ ecsfleet.API = (*API)(nil)
 
-func newMotoECS(c *ecs.Client) *motoECS {
-	return &motoECS{c: c, created: map[string]time.Time{}, stopped: map[string]time.Time{}}
+// New wraps an ECS client (made with Fix) pointed at moto.
+func New(c *ecs.Client) *API {
+	return &API{c: c, created: map[string]time.Time{}, stopped: map[string]time.Time{}}
 }
 
 // now is ECS's timestamp precision: milliseconds.
 func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 
-func (m *motoECS) fill(t *types.Task) {
+func (m *API) fill(t *types.Task) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	arn := aws.ToString(t.TaskArn)
@@ -137,7 +150,7 @@ func (m *motoECS) fill(t *types.Task) {
 	}
 }
 
-func (m *motoECS) RunTask(ctx context.Context, in *ecs.RunTaskInput, optFns ...func(*ecs.Options)) (*ecs.RunTaskOutput, error) {
+func (m *API) RunTask(ctx context.Context, in *ecs.RunTaskInput, optFns ...func(*ecs.Options)) (*ecs.RunTaskOutput, error) {
 	out, err := m.c.RunTask(ctx, in, optFns...)
 	if err != nil {
 		return out, err
@@ -154,11 +167,11 @@ func (m *motoECS) RunTask(ctx context.Context, in *ecs.RunTaskInput, optFns ...f
 	return out, nil
 }
 
-func (m *motoECS) ListTasks(ctx context.Context, in *ecs.ListTasksInput, optFns ...func(*ecs.Options)) (*ecs.ListTasksOutput, error) {
+func (m *API) ListTasks(ctx context.Context, in *ecs.ListTasksInput, optFns ...func(*ecs.Options)) (*ecs.ListTasksOutput, error) {
 	return m.c.ListTasks(ctx, in, optFns...)
 }
 
-func (m *motoECS) DescribeTasks(ctx context.Context, in *ecs.DescribeTasksInput, optFns ...func(*ecs.Options)) (*ecs.DescribeTasksOutput, error) {
+func (m *API) DescribeTasks(ctx context.Context, in *ecs.DescribeTasksInput, optFns ...func(*ecs.Options)) (*ecs.DescribeTasksOutput, error) {
 	out, err := m.c.DescribeTasks(ctx, in, optFns...)
 	if err != nil {
 		return out, err
@@ -169,7 +182,7 @@ func (m *motoECS) DescribeTasks(ctx context.Context, in *ecs.DescribeTasksInput,
 	return out, nil
 }
 
-func (m *motoECS) StopTask(ctx context.Context, in *ecs.StopTaskInput, optFns ...func(*ecs.Options)) (*ecs.StopTaskOutput, error) {
+func (m *API) StopTask(ctx context.Context, in *ecs.StopTaskInput, optFns ...func(*ecs.Options)) (*ecs.StopTaskOutput, error) {
 	out, err := m.c.StopTask(ctx, in, optFns...)
 	if err != nil {
 		return out, err
@@ -184,4 +197,58 @@ func (m *motoECS) StopTask(ctx context.Context, in *ecs.StopTaskInput, optFns ..
 		m.fill(out.Task)
 	}
 	return out, nil
+}
+
+// DefaultSubnets returns the default VPC's subnets (moto has them in every
+// region; their VPC has DNS hostnames on, which moto's ECS needs).
+func DefaultSubnets(t testing.TB, c *ec2.Client) []string {
+	t.Helper()
+	out, err := c.DescribeSubnets(t.Context(), &ec2.DescribeSubnetsInput{
+		Filters: []ec2types.Filter{{Name: aws.String("default-for-az"), Values: []string{"true"}}},
+	})
+	require.NoError(t, err)
+	var ids []string
+	for _, s := range out.Subnets {
+		ids = append(ids, aws.ToString(s.SubnetId))
+	}
+	require.NotEmpty(t, ids, "no default subnets")
+	if len(ids) > 2 {
+		ids = ids[:2]
+	}
+	return ids
+}
+
+// CreateTaskFamily creates a cluster and a Fargate task definition, both
+// named name, removed at cleanup, and returns the task definition's
+// family:revision.
+func CreateTaskFamily(t testing.TB, c *ecs.Client, name string) string {
+	t.Helper()
+	_, err := c.CreateCluster(t.Context(), &ecs.CreateClusterInput{ClusterName: aws.String(name)})
+	require.NoError(t, err)
+	td, err := c.RegisterTaskDefinition(t.Context(), &ecs.RegisterTaskDefinitionInput{
+		Family:                  aws.String(name),
+		RequiresCompatibilities: []types.Compatibility{types.CompatibilityFargate},
+		NetworkMode:             types.NetworkModeAwsvpc,
+		Cpu:                     aws.String("256"),
+		Memory:                  aws.String("512"),
+		ContainerDefinitions: []types.ContainerDefinition{{
+			Name:      aws.String("worker"),
+			Image:     aws.String("public.ecr.aws/docker/library/busybox:latest"),
+			Essential: aws.Bool(true),
+			Memory:    aws.Int32(512), // moto needs it on every container
+			Command:   []string{"sleep", "3600"},
+		}},
+	})
+	require.NoError(t, err)
+	ref := aws.ToString(td.TaskDefinition.Family) + ":" + strconv.Itoa(int(td.TaskDefinition.Revision))
+	t.Cleanup(func() {
+		// t.Context has ended by now; the suite stopped its tasks.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := c.DeregisterTaskDefinition(ctx, &ecs.DeregisterTaskDefinitionInput{TaskDefinition: aws.String(ref)})
+		require.NoError(t, err)
+		_, err = c.DeleteCluster(ctx, &ecs.DeleteClusterInput{Cluster: aws.String(name)})
+		require.NoError(t, err)
+	})
+	return ref
 }
