@@ -42,6 +42,9 @@ type APIOptions struct {
 	MetricsHandler http.Handler
 	// Logger logs internal errors and panics (default the Service's).
 	Logger *slog.Logger
+	// Fleet, when set, answers GET /v1/fleet (FleetStatus); without it the
+	// route answers 404.
+	Fleet func(ctx context.Context) (*FleetView, error)
 }
 
 // DefaultMaxInFlight is the default APIOptions.MaxInFlight.
@@ -118,6 +121,7 @@ type API struct {
 	slots   chan struct{} // nil: no in-flight bound
 	maxBody int64
 	ready   atomic.Bool
+	fleetFn func(ctx context.Context) (*FleetView, error) // nil: no fleet
 }
 
 var _ http.Handler = (*API)(nil)
@@ -130,7 +134,7 @@ func NewAPI(svc *Service, opts *APIOptions) *API {
 	if opts != nil {
 		o = *opts
 	}
-	a := &API{svc: svc, mux: http.NewServeMux(), log: o.Logger, m: svc.m, maxBody: o.MaxBodyBytes}
+	a := &API{svc: svc, mux: http.NewServeMux(), log: o.Logger, m: svc.m, maxBody: o.MaxBodyBytes, fleetFn: o.Fleet}
 	if a.log == nil {
 		a.log = svc.log
 	}
@@ -160,6 +164,7 @@ func NewAPI(svc *Service, opts *APIOptions) *API {
 	a.route("POST /v1/jobs/{id}/cancel", true, a.cancel)
 	a.route("GET /v1/jobs/{id}/result", true, a.result)
 	a.route("GET /v1/jobs/{id}/logs", true, a.logs)
+	a.route("GET /v1/fleet", true, a.fleet)
 	a.route("GET /healthz", false, a.healthz)
 	a.route("GET /readyz", false, a.readyz)
 	a.route("GET /metrics", false, metricsHandler.ServeHTTP)
@@ -495,6 +500,19 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ViewOf(j))
+}
+
+func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
+	if a.fleetFn == nil {
+		a.fail(w, r, errcode.New(errcode.NotFound, "this dispatcher has no fleet"), nil)
+		return
+	}
+	v, err := a.fleetFn(r.Context())
+	if err != nil {
+		a.fail(w, r, err, nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // ListResponse is the answer to GET /v1/jobs: newest first; NextCursor,

@@ -71,6 +71,7 @@ type Scaler struct {
 	retryAt     time.Time
 	failBackoff time.Duration
 	lastFailure string
+	last        Decision // the last check's, for the fleet view
 
 	run startstop.Group
 }
@@ -169,7 +170,13 @@ func Desired(backlog int64, perWorker, minW, maxW int) int {
 // Scale runs one scaling check.
 func (s *Scaler) Scale(ctx context.Context) (d Decision, err error) {
 	defer func() {
-		if err == nil && s.o.OnDecision != nil {
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.last = d
+		s.mu.Unlock()
+		if s.o.OnDecision != nil {
 			s.o.OnDecision(d)
 		}
 	}()
@@ -297,6 +304,14 @@ func (s *Scaler) note(ctx context.Context, now time.Time, detail string) {
 	if _, err := s.o.Store.Apply(ctx, changes...); err != nil {
 		s.log.Warn("note queued jobs", "err", err)
 	}
+}
+
+// Last returns the last scaling check's decision and why provisioning last
+// fell short ("" when it did not).
+func (s *Scaler) Last() (Decision, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last, s.lastFailure
 }
 
 // LastFailure returns why the last provisioning fell short ("" when it did

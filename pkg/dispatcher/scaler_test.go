@@ -2,7 +2,9 @@ package dispatcher_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -259,4 +261,51 @@ func TestScalerNotesQueuedJobs(t *testing.T) {
 	j, err = e.store.Get(t.Context(), v.ID)
 	require.NoError(t, err)
 	require.Empty(t, j.Detail, "cleared once provisioning works")
+}
+
+// GET /v1/fleet: workers by state, the active ones, recent stops with their
+// class, and why provisioning falls short.
+func TestFleetView(t *testing.T) {
+	t.Parallel()
+	stoppedAt := epoch.Add(-time.Minute)
+	ff := &fakeFleet{
+		listed: []fleet.Worker{
+			{ID: "task/b", LastStatus: fleet.StatusRunning, DesiredStatus: fleet.StatusRunning},
+			{ID: "task/a", LastStatus: fleet.StatusPending, DesiredStatus: fleet.StatusRunning},
+			{ID: "task/oom", LastStatus: fleet.StatusStopped, DesiredStatus: fleet.StatusStopped, StoppedAt: stoppedAt,
+				StopCode: fleet.StopEssentialContainerExited, Reason: "OutOfMemoryError: Container killed due to memory usage"},
+			{ID: "task/spot", LastStatus: fleet.StatusStopped, DesiredStatus: fleet.StatusStopped, StoppedAt: stoppedAt.Add(time.Second),
+				StopCode: fleet.StopSpotInterruption, Reason: "Your Spot Task was interrupted."},
+		},
+		failures: []fleet.Failure{{Count: 1, Reason: "RESOURCE:ENI", Retryable: true}},
+	}
+	fl := fleet.New(ff)
+	var s *dispatcher.Scaler
+	e := setup(t, &dispatcher.APIOptions{Fleet: func(ctx context.Context) (*dispatcher.FleetView, error) {
+		return dispatcher.FleetStatus(ctx, fl, s)
+	}})
+	s = dispatcher.NewScaler(fl, e.work, &dispatcher.ScalerOptions{PerWorker: 1, Max: 10, Clock: e.clk, Metrics: e.m})
+	for range 3 {
+		e.submit(`{"type":"echo"}`)
+	}
+	_, err := s.Scale(t.Context())
+	require.NoError(t, err)
+
+	r := e.call("GET", "/v1/fleet", nil)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	var v dispatcher.FleetView
+	require.NoError(t, json.Unmarshal(r.body, &v))
+	require.Equal(t, map[string]int{fleet.StatusRunning: 1, fleet.StatusPending: 1, fleet.StatusStopped: 2}, v.Workers)
+	require.Equal(t, []string{"task/a", "task/b"}, []string{v.Active[0].ID, v.Active[1].ID})
+	require.Len(t, v.RecentStops, 2)
+	require.Equal(t, "task/spot", v.RecentStops[0].ID, "newest first")
+	require.Equal(t, fleet.StopSpot, v.RecentStops[0].Class)
+	require.Equal(t, fleet.StopOOM, v.RecentStops[1].Class)
+	require.Contains(t, v.RecentStops[1].Reason, "OutOfMemoryError")
+	require.Equal(t, &dispatcher.ScalerView{Backlog: 3, Active: 2, Desired: 3, WaitingFor: "RESOURCE:ENI"}, v.Scaler)
+
+	// A dispatcher without a fleet says so.
+	r = setup(t, nil).call("GET", "/v1/fleet", nil)
+	require.Equal(t, http.StatusNotFound, r.status)
+	require.Equal(t, "application/problem+json", r.header.Get("Content-Type"))
 }
