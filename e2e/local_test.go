@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/client"
 	"github.com/jobfleet/jobfleet/pkg/dispatcher"
 	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/fleet"
 	"github.com/jobfleet/jobfleet/pkg/job"
 )
 
@@ -147,6 +149,18 @@ func testKilledWorkerJobRunsAgain(t *testing.T, opts options) {
 	require.Equal(t, job.Succeeded, done.Status)
 	require.Equal(t, 1, done.Failures, "a crash spends an attempt")
 	require.Equal(t, job.OutcomeTaskStopped, done.History[0].Outcome)
+
+	// GET /v1/fleet lists the killed worker among the recent stops.
+	var view dispatcher.FleetView
+	resp, err := http.Get(s.URL + "/v1/fleet")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&view))
+	require.True(t, slices.ContainsFunc(view.RecentStops, func(w dispatcher.StoppedWorker) bool {
+		return w.ID == running.Owner && w.Class == fleet.StopCrashed
+	}), "%+v", view.RecentStops)
+	require.NotNil(t, view.Scaler)
 }
 
 // With no fleet event (the reaper restarted after the worker died, say),
