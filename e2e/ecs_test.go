@@ -26,6 +26,7 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
 	"github.com/jobfleet/jobfleet/pkg/profile"
+	"github.com/jobfleet/jobfleet/pkg/profile/fleets"
 	"github.com/jobfleet/jobfleet/pkg/queue"
 	"github.com/jobfleet/jobfleet/pkg/reaper"
 	"github.com/jobfleet/jobfleet/pkg/worker"
@@ -71,7 +72,7 @@ func TestECSFleetOnMoto(t *testing.T) {
 	// RunTask reports no capacity twice (as failures[], the way Fargate
 	// does), then launches.
 	api := &noCapacity{API: ecsmoto.New(ecsClient), left: 2}
-	fl, err := ecsfleet.Open(ctx, api, profile.ECSFleetOptions(cfg))
+	fl, err := ecsfleet.Open(ctx, api, fleets.ECSOptions(cfg))
 	require.NoError(t, err)
 	t.Cleanup(func() { fl.Close() })
 	scaler := dispatcher.NewScaler(fl, b.Work, &dispatcher.ScalerOptions{

@@ -5,13 +5,11 @@ package profile
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -19,8 +17,6 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/blob/s3blob"
 	"github.com/jobfleet/jobfleet/pkg/config"
 	"github.com/jobfleet/jobfleet/pkg/errcode"
-	"github.com/jobfleet/jobfleet/pkg/fleet"
-	"github.com/jobfleet/jobfleet/pkg/fleet/ecsfleet"
 	"github.com/jobfleet/jobfleet/pkg/jobstore/dynamojobstore"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
 	"github.com/jobfleet/jobfleet/pkg/queue"
@@ -33,7 +29,6 @@ type Clients struct {
 	DynamoDB *dynamodb.Client
 	SQS      *sqs.Client
 	S3       *s3.Client
-	ECS      *ecs.Client
 }
 
 // NewClients returns the SDK clients for cfg, with what custom endpoints
@@ -46,7 +41,6 @@ func NewClients(cfg aws.Config) *Clients {
 		DynamoDB: dynamodb.NewFromConfig(cfg),
 		SQS:      sqs.NewFromConfig(cfg),
 		S3:       s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = custom }),
-		ECS:      ecs.NewFromConfig(cfg),
 	}
 }
 
@@ -145,59 +139,4 @@ func OpenAWSWith(ctx context.Context, cfg config.Config, c *Clients) (_ *Backend
 	b.closers = append(b.closers, b.Blob.Close)
 	b.Resources["blob"] = "s3://" + cfg.Bucket + "/" + cfg.BlobPrefix
 	return b, nil
-}
-
-func openECSFleet(ctx context.Context, cfg config.Config, b *Backends, log *slog.Logger) (*fleet.Fleet, error) {
-	if b.clients == nil {
-		return nil, fmt.Errorf("the ECS fleet needs the aws profile")
-	}
-	f, err := ecsfleet.Open(ctx, b.clients.ECS, ECSFleetOptions(cfg))
-	if err != nil {
-		return nil, err
-	}
-	b.Resources["fleet"] = fmt.Sprintf("ecs:%s/%s", cfg.ECSCluster, cfg.ECSTaskDefinition)
-	return f, nil
-}
-
-// ECSFleetOptions are the ECS fleet's options for cfg: its network, launch
-// settings and the environment its workers need.
-func ECSFleetOptions(cfg config.Config) ecsfleet.Options {
-	return ecsfleet.Options{
-		Cluster:           cfg.ECSCluster,
-		TaskDefinition:    cfg.ECSTaskDefinition,
-		Subnets:           cfg.ECSSubnets,
-		SecurityGroups:    cfg.ECSSecurityGroups,
-		AssignPublicIP:    cfg.ECSAssignPublicIP,
-		CapacityProviders: cfg.ECSCapacityProviders,
-		ContainerName:     cfg.ECSContainer,
-		Env:               workerEnv(cfg),
-		Group:             "family:" + ecsfleet.Family(cfg.ECSTaskDefinition),
-		Tags:              cfg.ECSTags,
-	}
-}
-
-// workerEnv is what an ECS worker must agree on with the dispatcher: the
-// profile, its resources and the protocol's durations. The task definition
-// may set more (JOBFLEET_EXEC_ALLOW, JOBFLEET_CONCURRENCY, ...).
-func workerEnv(cfg config.Config) []string {
-	d := func(v time.Duration) string { return v.String() }
-	return []string{
-		"JOBFLEET_PROFILE=" + config.ProfileAWS,
-		"JOBFLEET_RESOURCE_PREFIX=" + cfg.ResourcePrefix,
-		"JOBFLEET_TABLE=" + cfg.Table,
-		"JOBFLEET_WORK_QUEUE=" + cfg.WorkQueue,
-		"JOBFLEET_WORK_DLQ=" + cfg.WorkDLQ,
-		"JOBFLEET_INGRESS_QUEUE=" + cfg.IngressQueue,
-		"JOBFLEET_INGRESS_DLQ=" + cfg.IngressDLQ,
-		"JOBFLEET_EVENTS_QUEUE=" + cfg.EventsQueue,
-		"JOBFLEET_EVENTS_DLQ=" + cfg.EventsDLQ,
-		"JOBFLEET_BUCKET=" + cfg.Bucket,
-		"JOBFLEET_BLOB_PREFIX=" + cfg.BlobPrefix,
-		"JOBFLEET_FLEET=" + config.FleetECS,
-		"JOBFLEET_HEARTBEAT=" + d(cfg.Heartbeat),
-		"JOBFLEET_LEASE=" + d(cfg.Lease),
-		"JOBFLEET_VISIBILITY=" + d(cfg.Visibility),
-		"JOBFLEET_INLINE_LIMIT=" + fmt.Sprint(cfg.InlineLimit),
-		"JOBFLEET_WORKER_ADDR=0.0.0.0:8081",
-	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 
 	"github.com/jobfleet/jobfleet/pkg/config"
-	"github.com/jobfleet/jobfleet/pkg/fleet"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
 )
 
@@ -20,13 +19,9 @@ type Clients struct{}
 const noAWS = "jobfleet_noaws"
 
 func openAWS(context.Context, config.Config, *metrics.Metrics) (*Backends, error) {
-	return nil, notBuilt("the aws profile", noAWS)
+	return nil, NotBuilt("the aws profile", noAWS)
 }
 
 func bootstrapAWS(context.Context, config.Config, *metrics.Metrics, *slog.Logger) error {
-	return notBuilt("the aws profile", noAWS)
-}
-
-func openECSFleet(context.Context, config.Config, *Backends, *slog.Logger) (*fleet.Fleet, error) {
-	return nil, notBuilt("the ECS fleet", noAWS)
+	return NotBuilt("the aws profile", noAWS)
 }

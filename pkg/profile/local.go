@@ -88,8 +88,10 @@ func openLocal(ctx context.Context, cfg config.Config) (_ *Backends, err error) 
 	return b, nil
 }
 
-// openLocalFleet opens the local fleet: worker processes on this machine.
-func openLocalFleet(ctx context.Context, cfg config.Config, b *Backends, log *slog.Logger) (*fleet.Fleet, error) {
+// OpenLocalFleet opens the local fleet: worker processes on this machine,
+// whose state changes go to b's events queue (package fleets opens the
+// configured fleet).
+func OpenLocalFleet(ctx context.Context, cfg config.Config, b *Backends, log *slog.Logger) (*fleet.Fleet, error) {
 	cmd := cfg.WorkerCommand
 	if len(cmd) == 0 {
 		self, err := os.Executable()

@@ -16,9 +16,10 @@ import (
 const noLocal = "jobfleet_nolocal"
 
 func openLocal(context.Context, config.Config) (*Backends, error) {
-	return nil, notBuilt("the local profile", noLocal)
+	return nil, NotBuilt("the local profile", noLocal)
 }
 
-func openLocalFleet(context.Context, config.Config, *Backends, *slog.Logger) (*fleet.Fleet, error) {
-	return nil, notBuilt("the local fleet", noLocal)
+// OpenLocalFleet: not in this binary.
+func OpenLocalFleet(context.Context, config.Config, *Backends, *slog.Logger) (*fleet.Fleet, error) {
+	return nil, NotBuilt("the local fleet", noLocal)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
 	"github.com/jobfleet/jobfleet/pkg/profile"
+	"github.com/jobfleet/jobfleet/pkg/profile/fleets"
 )
 
 func main() {
@@ -59,7 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		return err
 	}
 	defer b.Close()
-	fl, err := profile.OpenFleet(soft, cfg, b, log)
+	fl, err := fleets.Open(soft, cfg, b, log)
 	if err != nil {
 		return err
 	}
