@@ -1,5 +1,5 @@
 // Package profile opens the backends of a configured profile: the job
-// store, the queues, the blob store and (for the dispatcher) the fleet.
+// store, the queues and the blob store (the dispatcher's fleet: package fleets).
 // Only configuration differs between profiles; the cores get the same
 // portable types either way.
 //
