@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobfleet/jobfleet/pkg/awstest"
@@ -15,8 +18,10 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/job"
 )
 
-// Producers in any language feed jobs through the SQS ingress queue; a bad
-// message lands in the ingress DLQ with the reason and the rest go on.
+// Producers in any language feed jobs through the SQS ingress queue: here
+// the Go SDK, the aws CLI and a boto3 script (testdata/produce.py). Each bad
+// message lands in the ingress DLQ with its reason, and the good ones
+// complete.
 func TestIngressOverSQS(t *testing.T) {
 	t.Parallel()
 	s := start(t, options{"JOBFLEET_PROFILE": "aws"})
@@ -29,29 +34,91 @@ func TestIngressOverSQS(t *testing.T) {
 		return out.QueueUrl
 	}
 	in, dlq := url(prefix+"-ingress"), url(prefix+"-ingress-dlq")
-	for _, body := range []string{`{"type":"echo","payload":{"from":"sqs"}}`, `{"type":"echo","nonsense":1}`} {
-		_, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: in, MessageBody: aws.String(body)})
-		require.NoError(t, err)
+	// The producers' environment: the suite's endpoint and credentials.
+	var producerEnv []string
+	for _, kv := range s.env {
+		if strings.HasPrefix(kv, "AWS_") {
+			producerEnv = append(producerEnv, kv)
+		}
+	}
+	producerEnv = append(producerEnv, "AWS_DEFAULT_REGION="+awstest.Config(t).Region, "PATH="+os.Getenv("PATH"), "HOME="+t.TempDir())
+	endpointArgs := func() []string {
+		if ep := awstest.Endpoint(t); ep != "" {
+			return []string{"--endpoint-url", ep}
+		}
+		return nil
 	}
 
-	var j *client.Job
+	good := map[string]string{} // producer → payload it sent
+	bad := map[string]string{   // body → what its DLQ reason must say
+		`{"type":"echo","nonsense":1}`:                             "nonsense: unknown field",
+		`not json at all`:                                          "invalid character",
+		`{"type":"no_such_type"}`:                                  `no handler is registered for type "no_such_type"`,
+		`{"type":"sleep","payload":{"seconds":"ten"}}`:             "payload",
+		`{"type":"echo","key":"` + strings.Repeat("k", 300) + `"}`: "key",
+	}
+	// The Go SDK.
+	good["go"] = `{"from":"go"}`
+	_, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: in, MessageBody: aws.String(`{"type":"echo","payload":{"from":"go"}}`)})
+	require.NoError(t, err)
+	_, err = c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: in, MessageBody: aws.String(`{"type":"echo","nonsense":1}`)})
+	require.NoError(t, err)
+	// The aws CLI.
+	if cli, err := exec.LookPath("aws"); err == nil {
+		good["cli"] = `{"from":"cli"}`
+		for _, body := range []string{`{"type":"echo","payload":{"from":"cli"}}`, `not json at all`} {
+			cmd := exec.Command(cli, append(endpointArgs(), "sqs", "send-message", "--queue-url", *in, "--message-body", body)...)
+			cmd.Env = producerEnv
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "aws sqs send-message: %s", out)
+		}
+	} else {
+		t.Logf("no aws CLI on PATH: its part of the test is left out")
+		delete(bad, `not json at all`)
+	}
+	// A boto3 script, with a batch that mixes good and bad messages.
+	good["boto3"] = `{"from":"boto3"}`
+	cmd := exec.Command("python3", "testdata/produce.py", *in,
+		`{"type":"echo","payload":{"from":"boto3"}}`,
+		`{"type":"no_such_type"}`,
+		`{"type":"sleep","payload":{"seconds":"ten"}}`,
+		`{"type":"echo","key":"`+strings.Repeat("k", 300)+`"}`)
+	cmd.Env = producerEnv
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "produce.py (needs python3 with boto3, which moto brings): %s", out)
+	require.Equal(t, 4, strings.Count(string(out), "ok "), "%s", out)
+
+	// Every good message completes.
 	require.Eventually(t, func() bool {
 		page, err := s.Client.List(ctx, client.ListOptions{Status: job.Succeeded})
 		require.NoError(t, err)
-		if len(page.Jobs) == 0 {
-			return false
-		}
-		j = page.Jobs[0]
-		return true
-	}, 60*time.Second, 100*time.Millisecond, "the ingress job never finished")
-	require.JSONEq(t, `{"from":"sqs"}`, string(j.Result))
+		return len(page.Jobs) == len(good)
+	}, 60*time.Second, 100*time.Millisecond, "the good ingress jobs never all finished")
+	page, err := s.Client.List(ctx, client.ListOptions{Status: job.Succeeded})
+	require.NoError(t, err)
+	var results []string
+	for _, j := range page.Jobs {
+		results = append(results, string(j.Result))
+	}
+	for from, payload := range good {
+		require.True(t, slices.ContainsFunc(results, func(r string) bool { return r == payload }), "%s's job: %v", from, results)
+	}
 
-	var bad []sqstypes.Message
+	// Every bad one is in the DLQ with its reason.
+	reasons := map[string]string{}
 	require.Eventually(t, func() bool {
-		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: dlq, MessageAttributeNames: []string{"All"}, WaitTimeSeconds: 1})
+		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: dlq, MessageAttributeNames: []string{"All"}, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 		require.NoError(t, err)
-		bad = out.Messages
-		return len(bad) == 1
-	}, 30*time.Second, 100*time.Millisecond)
-	require.Contains(t, aws.ToString(bad[0].MessageAttributes["reason"].StringValue), "nonsense: unknown field")
+		for _, m := range out.Messages {
+			reasons[aws.ToString(m.Body)] = aws.ToString(m.MessageAttributes["reason"].StringValue)
+			_, err := c.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: dlq, ReceiptHandle: m.ReceiptHandle})
+			require.NoError(t, err)
+		}
+		return len(reasons) >= len(bad)
+	}, 30*time.Second, 100*time.Millisecond, "DLQ: %v", reasons)
+	require.Len(t, reasons, len(bad))
+	for body, want := range bad {
+		require.Contains(t, reasons, body)
+		require.Contains(t, reasons[body], want, "the reason for %.60s", body)
+	}
 }

@@ -170,17 +170,25 @@ func start(t *testing.T, opts options) *System {
 	for k, v := range opts {
 		env[k] = v
 	}
+	moto := false
 	if env["JOBFLEET_PROFILE"] == "aws" {
-		// The aws profile's adapters on a moto server, with a fresh set of
-		// resources for this test; workers are local processes.
-		env["AWS_ENDPOINT_URL"] = awstest.Endpoint(t)
-		env["AWS_REGION"] = awstest.Region
-		env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "test", "test"
+		// The aws profile's adapters with a fresh set of resources for this
+		// test, named from the prefix in JOBFLEET_RESOURCE_PREFIX (default
+		// e2e); workers are local processes. On the moto server awstest
+		// started, with its region and test credentials; on the endpoint
+		// AWS_ENDPOINT_URL names (or AWS itself), with the caller's AWS_*
+		// settings, and the resources are deleted afterwards.
+		moto = awstest.IsMoto(t)
+		if moto {
+			env["AWS_ENDPOINT_URL"] = awstest.Endpoint(t)
+			env["AWS_REGION"] = awstest.Region
+			env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "test", "test"
+		}
 		env["JOBFLEET_FLEET"] = "local"
-		env["JOBFLEET_RESOURCE_PREFIX"] = "e2e-" + strings.ToLower(job.NewID(time.Now())[16:])
+		env["JOBFLEET_RESOURCE_PREFIX"] = testPrefix() + "-" + strings.ToLower(job.NewID(time.Now())[16:])
 	}
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "JOBFLEET_") && !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "GORACE") {
+		if !strings.HasPrefix(kv, "JOBFLEET_") && !(moto && strings.HasPrefix(kv, "AWS_")) && !strings.HasPrefix(kv, "GORACE") {
 			s.env = append(s.env, kv)
 		}
 	}
@@ -196,6 +204,10 @@ func start(t *testing.T, opts options) *System {
 		}
 		out, err := boot.CombinedOutput()
 		require.NoError(t, err, "bootstrap: %s", out)
+		if !moto {
+			prefix := env["JOBFLEET_RESOURCE_PREFIX"]
+			t.Cleanup(func() { deleteResources(t, prefix) })
+		}
 	}
 	s.Reaper = s.spawn("reaper")
 	s.Reaper.find(t, "reaper ready", 30*time.Second)

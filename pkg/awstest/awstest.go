@@ -1,6 +1,7 @@
-// Package awstest gives tests an AWS endpoint: a moto server (moto_server)
-// started on a free loopback port for the test binary, or the endpoint in
-// JOBFLEET_TEST_AWS_ENDPOINT (LocalStack, say) when that is set.
+// Package awstest gives tests an AWS endpoint: the one AWS_ENDPOINT_URL
+// names when it is set (LocalStack, say; set but empty means AWS itself,
+// with the SDK's default credentials and region), else a moto server
+// (moto_server) started on a free loopback port for the test binary.
 //
 //	func TestMain(m *testing.M) { os.Exit(awstest.Main(m)) }
 //
@@ -43,8 +44,8 @@ import (
 const Region = "us-east-1"
 
 // EndpointEnv names the variable that points tests at an existing endpoint
-// instead of starting moto.
-const EndpointEnv = "JOBFLEET_TEST_AWS_ENDPOINT"
+// instead of starting moto: the SDK's own setting.
+const EndpointEnv = "AWS_ENDPOINT_URL"
 
 var (
 	mu       sync.Mutex
@@ -83,8 +84,9 @@ func MainLeakChecked(m interface{ Run() int }) int {
 	return 0
 }
 
-// Endpoint returns the endpoint URL, starting moto on first use. The test
-// fails if no endpoint can be had.
+// Endpoint returns the endpoint URL, starting moto on first use; "" means
+// AWS itself (AWS_ENDPOINT_URL set but empty). The test fails if no
+// endpoint can be had.
 func Endpoint(t testing.TB) string {
 	t.Helper()
 	mu.Lock()
@@ -107,7 +109,7 @@ func IsMoto(t testing.TB) bool {
 }
 
 func start() (string, error) {
-	if ep := os.Getenv(EndpointEnv); ep != "" {
+	if ep, ok := os.LookupEnv(EndpointEnv); ok {
 		return ep, nil
 	}
 	bin, err := exec.LookPath("moto_server")
@@ -192,19 +194,27 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Config returns an aws.Config for the endpoint: region us-east-1, static
-// test credentials, standard retries. opts add to it.
+// Config returns an aws.Config for the endpoint. On the moto server this
+// package started: region us-east-1, static test credentials. On an
+// endpoint named by AWS_ENDPOINT_URL: the SDK's default credential chain
+// and region (us-east-1 when none is configured). opts add to it.
 func Config(t testing.TB, opts ...func(*config.LoadOptions) error) aws.Config {
 	t.Helper()
 	ep := Endpoint(t)
-	base := []func(*config.LoadOptions) error{
-		config.WithRegion(Region),
-		config.WithBaseEndpoint(ep),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")),
+	var base []func(*config.LoadOptions) error
+	if ep != "" {
+		base = append(base, config.WithBaseEndpoint(ep))
+	}
+	if IsMoto(t) {
+		base = append(base, config.WithRegion(Region),
+			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
 	}
 	cfg, err := config.LoadDefaultConfig(context.Background(), append(base, opts...)...)
 	if err != nil {
 		t.Fatalf("aws config: %v", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = Region
 	}
 	return cfg
 }

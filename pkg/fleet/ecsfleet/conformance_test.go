@@ -15,7 +15,7 @@ import (
 )
 
 // TestConformance runs the fleet suite on ECS: on moto unless
-// JOBFLEET_TEST_AWS_ENDPOINT names another endpoint. Each case gets its
+// AWS_ENDPOINT_URL names another endpoint. Each case gets its
 // own cluster and task definition family, named from the test.
 //
 // ECS emits its task state change events through EventBridge, which moto
