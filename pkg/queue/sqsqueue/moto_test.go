@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -124,6 +125,62 @@ func TestOpenOnEndpoint(t *testing.T) {
 	deleteQueueAtCleanup(t, client, aws.ToString(out.QueueUrl))
 	_, err = sqsqueue.Open(t.Context(), client, name+"-lp", nil)
 	requireCode(t, errcode.FailedPrecondition, err)
+}
+
+// TestARNOnEndpoint: a queue opened by the ARN SQS reports for it is the
+// queue of that name, and a dead-letter queue given by ARN is the redrive
+// target. moto resolves every name in its one account and ignores
+// QueueOwnerAWSAccountId, so another account's queue cannot be shown here;
+// TestOpen pins what Open sends for one.
+func TestARNOnEndpoint(t *testing.T) {
+	t.Parallel()
+	client := sqs.NewFromConfig(awstest.Config(t))
+	name := queuetest.Name(t)
+	ctx := t.Context()
+
+	dlqURL, err := sqsqueue.CreateQueue(ctx, client, name+"-dlq", sqsqueue.Config{})
+	require.NoError(t, err)
+	deleteQueueAtCleanup(t, client, dlqURL)
+	dlqARN := queueAttrs(t, client, dlqURL)["QueueArn"]
+	parts := strings.SplitN(dlqARN, ":", 6)
+	require.Len(t, parts, 6, dlqARN)
+	require.Equal(t, []string{"arn", "aws", "sqs", awstest.Region}, parts[:4], dlqARN)
+	require.Equal(t, name+"-dlq", parts[5], dlqARN)
+	url, err := sqsqueue.CreateQueue(ctx, client, name, sqsqueue.Config{DeadLetter: dlqARN, MaxReceives: 2})
+	require.NoError(t, err)
+	deleteQueueAtCleanup(t, client, url)
+	var policy struct {
+		DeadLetterTargetArn string `json:"deadLetterTargetArn"`
+	}
+	attrs := queueAttrs(t, client, url)
+	require.NoError(t, json.Unmarshal([]byte(attrs["RedrivePolicy"]), &policy))
+	require.Equal(t, dlqARN, policy.DeadLetterTargetArn)
+
+	byARN, err := sqsqueue.Open(ctx, client, attrs["QueueArn"], nil)
+	require.NoError(t, err)
+	defer byARN.Close()
+	require.Equal(t, name, byARN.Name(), "the name, not the ARN")
+	byName, err := sqsqueue.Open(ctx, client, name, nil)
+	require.NoError(t, err)
+	defer byName.Close()
+	res, err := byARN.Send(ctx, queue.SendEntry{Body: []byte("by ARN")})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err)
+	msgs, err := byName.Receive(ctx, queue.ReceiveOptions{Wait: 2 * time.Second})
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	require.Equal(t, res[0].ID, msgs[0].ID, "one queue")
+	dlq, err := sqsqueue.Open(ctx, client, dlqARN, nil)
+	require.NoError(t, err)
+	require.NoError(t, dlq.Close())
+
+	_, err = sqsqueue.Open(ctx, client, attrs["QueueArn"]+"-missing", nil)
+	requireCode(t, errcode.NotFound, err)
+	other := strings.Replace(attrs["QueueArn"], ":"+awstest.Region+":", ":eu-west-1:", 1)
+	_, err = sqsqueue.Open(ctx, client, other, nil)
+	requireCode(t, errcode.InvalidArgument, err, "the client calls %s", awstest.Region)
+	_, err = sqsqueue.Open(ctx, client, strings.Replace(attrs["QueueArn"], ":sqs:", ":sns:", 1), nil)
+	requireCode(t, errcode.InvalidArgument, err)
 }
 
 // TestConcurrentUseOnEndpoint: goroutines share handles to send while a

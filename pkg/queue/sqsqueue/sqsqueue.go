@@ -4,7 +4,7 @@
 //	client := sqs.NewFromConfig(cfg) // cfg from awsconfig.Load
 //	dlqURL, err := sqsqueue.CreateQueue(ctx, client, "work-dlq", sqsqueue.Config{})
 //	_, err = sqsqueue.CreateQueue(ctx, client, "work", sqsqueue.Config{Visibility: time.Minute, DeadLetter: "work-dlq", MaxReceives: 5})
-//	work, err := sqsqueue.Open(ctx, client, "work", nil) // a *queue.Queue; a queue URL works too
+//	work, err := sqsqueue.Open(ctx, client, "work", nil) // a *queue.Queue; a queue URL or ARN works too
 //
 // Each Driver call is one SQS call: Send is SendMessageBatch, Receive is
 // ReceiveMessage (one or more, see below), ChangeVisibility and Delete are
@@ -15,6 +15,35 @@
 // server errors itself (awsconfig uses its adaptive mode); this package
 // adds no retry loop of its own, so a call that still fails after the
 // SDK's retries fails with errcode.Unavailable and the caller decides.
+//
+// # Naming a queue
+//
+// Open, and CreateQueue for the dead-letter queue, take a queue in any of
+// the forms AWS gives it:
+//
+//   - a name ("work"): resolved with GetQueueUrl, in the client's account
+//     and region;
+//   - a URL ("https://sqs.us-east-1.amazonaws.com/123456789012/work"): used
+//     as it is, with no call;
+//   - an ARN ("arn:aws:sqs:us-east-1:123456789012:work"): resolved with
+//     GetQueueUrl for its name with QueueOwnerAWSAccountId its account,
+//     which is how SQS finds another account's queue (that account's queue
+//     policy must grant this one access).
+//
+// A client calls one region's endpoint and SQS looks names up in that
+// region only, so an ARN whose region is not the client's is refused with
+// errcode.InvalidArgument saying so, before any call (SQS would answer
+// QueueDoesNotExist). A malformed ARN (another service, a part missing, an
+// account id that is not 12 digits, an invalid queue name) is
+// errcode.InvalidArgument naming the value. The handle's Name is the
+// queue's name in every form.
+//
+// CreateQueue itself takes a plain name: it creates in the client's
+// account and region. Its redrive policy names the dead-letter queue by the
+// QueueArn SQS reports for it, however it was given (which also checks
+// that it exists). AWS advises keeping a dead-letter queue in its source
+// queue's account and region; a dead-letter queue given by ARN is resolved
+// in the client's region like any other.
 //
 // # Receiving
 //
@@ -115,10 +144,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
-	"path"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -168,42 +194,36 @@ type Options struct {
 	PollWait time.Duration
 }
 
-// Open opens the queue nameOrURL: a queue URL ("https://..."), used as it
-// is, or a queue name, resolved with GetQueueUrl. A queue that does not
-// exist is errcode.NotFound. Open reads the queue's
-// ReceiveMessageWaitTimeSeconds, which must be 0 (errcode.FailedPrecondition
-// otherwise), and checks the client's HTTP timeouts (see the package doc).
+// Open opens the queue q: a queue URL ("https://..."), used as it is; a
+// queue ARN, resolved with GetQueueUrl for its name in its account; or a
+// queue name, resolved with GetQueueUrl in the client's account (see
+// "Naming a queue" in the package doc). A queue that does not exist is
+// errcode.NotFound; a malformed URL or ARN, or an ARN of another region
+// than the client's, is errcode.InvalidArgument. Open reads the queue's
+// ReceiveMessageWaitTimeSeconds, which must be 0
+// (errcode.FailedPrecondition otherwise), and checks the client's HTTP
+// timeouts (see the package doc).
 //
 // The returned Queue is safe for concurrent use. Closing it does not
 // affect client, which the caller owns, or other handles on the queue.
-func Open(ctx context.Context, client API, nameOrURL string, opts *Options) (*queue.Queue, error) {
+func Open(ctx context.Context, client API, q string, opts *Options) (*queue.Queue, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
 	pollWait := cmp.Or(opts.PollWait, DefaultPollWait)
 	if pollWait < time.Second || pollWait > queue.MaxWait || pollWait%time.Second != 0 {
-		return nil, errcode.New(errcode.InvalidArgument, "open queue %s: PollWait %s is not whole seconds in 1s..%s", nameOrURL, pollWait, queue.MaxWait)
+		return nil, errcode.New(errcode.InvalidArgument, "open queue %s: PollWait %s is not whole seconds in 1s..%s", q, pollWait, queue.MaxWait)
 	}
 	if err := checkHTTPTimeouts(client, pollWait+httpMargin); err != nil {
-		return nil, errcode.Wrap(errcode.InvalidArgument, err, "open queue %s", nameOrURL)
+		return nil, errcode.Wrap(errcode.InvalidArgument, err, "open queue %s", q)
 	}
-	if nameOrURL == "" {
-		return nil, errcode.New(errcode.InvalidArgument, "open queue: empty name")
+	r, err := parseRef(q)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Of(err), err, "open queue %q", q)
 	}
-
-	d := &driver{client: client, pollWait: pollWait, done: make(chan struct{})}
-	if strings.HasPrefix(nameOrURL, "https://") || strings.HasPrefix(nameOrURL, "http://") {
-		u, err := url.Parse(nameOrURL)
-		if err != nil || path.Base(u.Path) == "/" || path.Base(u.Path) == "." {
-			return nil, errcode.New(errcode.InvalidArgument, "open queue: %q is not a queue URL", nameOrURL)
-		}
-		d.url, d.name = nameOrURL, path.Base(u.Path)
-	} else {
-		out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(nameOrURL)})
-		if err != nil {
-			return nil, mapErr(ctx, err, "open queue %s", nameOrURL)
-		}
-		d.url, d.name = aws.ToString(out.QueueUrl), nameOrURL
+	d := &driver{client: client, name: r.name, pollWait: pollWait, done: make(chan struct{})}
+	if d.url, err = r.resolve(ctx, client); err != nil {
+		return nil, errcode.Wrap(errcode.Of(err), err, "open queue %s", q)
 	}
 
 	out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
@@ -211,11 +231,11 @@ func Open(ctx context.Context, client API, nameOrURL string, opts *Options) (*qu
 		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameReceiveMessageWaitTimeSeconds},
 	})
 	if err != nil {
-		return nil, mapErr(ctx, err, "open queue %s", nameOrURL)
+		return nil, mapErr(ctx, err, "open queue %s", q)
 	}
 	if w := out.Attributes[string(types.QueueAttributeNameReceiveMessageWaitTimeSeconds)]; w != "" && w != "0" {
 		return nil, errcode.New(errcode.FailedPrecondition,
-			"open queue %s: its ReceiveMessageWaitTimeSeconds is %s; it must be 0 so that a receive with Wait 0 is a short poll", nameOrURL, w)
+			"open queue %s: its ReceiveMessageWaitTimeSeconds is %s; it must be 0 so that a receive with Wait 0 is a short poll", q, w)
 	}
 	return queue.New(d), nil
 }
@@ -269,8 +289,11 @@ const Retention = 14 * 24 * time.Hour
 
 // CreateQueue creates the standard queue name with cfg and returns its
 // URL. It is idempotent: if the queue exists, its attributes are set to
-// cfg (SQS's CreateQueue alone refuses different attributes). The
-// dead-letter queue must exist first (errcode.NotFound otherwise).
+// cfg (SQS's CreateQueue alone refuses different attributes). name is a
+// plain name: the queue is created in the client's account and region.
+// The dead-letter queue cfg.DeadLetter must exist first (errcode.NotFound
+// otherwise); it may be given as a name, URL or ARN, as to Open, and the
+// redrive policy names it by the QueueArn SQS reports for it.
 //
 // Besides cfg it sets MessageRetentionPeriod to Retention,
 // MaximumMessageSize to queue.MaxMessageSize and
@@ -330,14 +353,19 @@ func CreateQueue(ctx context.Context, client AdminAPI, name string, cfg Config) 
 	return aws.ToString(got.QueueUrl), nil
 }
 
-// queueARN returns the ARN of the queue name.
-func queueARN(ctx context.Context, client AdminAPI, name string) (string, error) {
-	u, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+// queueARN returns the ARN of the queue q (a name, URL or ARN), as SQS
+// reports it.
+func queueARN(ctx context.Context, client AdminAPI, q string) (string, error) {
+	r, err := parseRef(q)
 	if err != nil {
-		return "", mapErr(ctx, err, "get queue url")
+		return "", err
+	}
+	u, err := r.resolve(ctx, client)
+	if err != nil {
+		return "", err
 	}
 	out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl:       u.QueueUrl,
+		QueueUrl:       aws.String(u),
 		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
 	})
 	if err != nil {
@@ -345,7 +373,7 @@ func queueARN(ctx context.Context, client AdminAPI, name string) (string, error)
 	}
 	arn := out.Attributes[string(types.QueueAttributeNameQueueArn)]
 	if arn == "" {
-		return "", errcode.New(errcode.Internal, "queue %s has no QueueArn attribute", name)
+		return "", errcode.New(errcode.Internal, "queue %s has no QueueArn attribute", q)
 	}
 	return arn, nil
 }

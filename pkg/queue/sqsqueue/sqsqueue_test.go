@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,6 +80,110 @@ func TestOpen(t *testing.T) {
 		require.Equal(t, 1, f.Calls("GetQueueAttributes"))
 	})
 
+	t.Run("ByARN", func(t *testing.T) {
+		t.Parallel()
+		// A queue of another account: SQS finds it by name and owner.
+		const otherURL = "https://sqs.us-east-1.amazonaws.com/210987654321/work"
+		f := newFake(t)
+		f.getQueueURL = func(_ context.Context, in *sqs.GetQueueUrlInput) (*sqs.GetQueueUrlOutput, error) {
+			require.Equal(t, "work", aws.ToString(in.QueueName))
+			require.Equal(t, "210987654321", aws.ToString(in.QueueOwnerAWSAccountId))
+			return &sqs.GetQueueUrlOutput{QueueUrl: aws.String(otherURL)}, nil
+		}
+		var gotURL string
+		f.getQueueAttributes = func(_ context.Context, in *sqs.GetQueueAttributesInput) (*sqs.GetQueueAttributesOutput, error) {
+			gotURL = aws.ToString(in.QueueUrl)
+			return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{"ReceiveMessageWaitTimeSeconds": "0"}}, nil
+		}
+		q, err := sqsqueue.Open(t.Context(), f, "arn:aws:sqs:us-east-1:210987654321:work", nil)
+		require.NoError(t, err)
+		require.Equal(t, "work", q.Name(), "the name, not the ARN")
+		require.Equal(t, otherURL, gotURL)
+		require.Equal(t, 1, f.Calls("GetQueueUrl"))
+		require.NoError(t, q.Close())
+	})
+
+	t.Run("ByARNMissing", func(t *testing.T) {
+		t.Parallel()
+		f := newFake(t)
+		f.getQueueURL = func(context.Context, *sqs.GetQueueUrlInput) (*sqs.GetQueueUrlOutput, error) {
+			return nil, opErr("GetQueueUrl", &types.QueueDoesNotExist{Message: aws.String("The specified queue does not exist.")})
+		}
+		_, err := sqsqueue.Open(t.Context(), f, "arn:aws:sqs:us-east-1:123456789012:gone", nil)
+		requireCode(t, errcode.NotFound, err)
+		require.ErrorContains(t, err, "arn:aws:sqs:us-east-1:123456789012:gone")
+	})
+
+	t.Run("ARNForms", func(t *testing.T) {
+		t.Parallel()
+		for arn, want := range map[string][2]string{
+			"arn:aws:sqs:us-east-1:123456789012:work":                {"work", "123456789012"},
+			"arn:aws-cn:sqs:cn-north-1:123456789012:work_2":          {"work_2", "123456789012"},
+			"arn:aws-us-gov:sqs:us-gov-west-1:000000000000:w-1":      {"w-1", "000000000000"},
+			"arn:aws:sqs:eu-west-1:123456789012:orders.fifo":         {"orders.fifo", "123456789012"},
+			"arn:aws:sqs:ap-southeast-2:123456789012:" + name80("q"): {name80("q"), "123456789012"},
+		} {
+			f := newFake(t)
+			f.getQueueURL = func(_ context.Context, in *sqs.GetQueueUrlInput) (*sqs.GetQueueUrlOutput, error) {
+				require.Equal(t, want[0], aws.ToString(in.QueueName), arn)
+				require.Equal(t, want[1], aws.ToString(in.QueueOwnerAWSAccountId), arn)
+				return &sqs.GetQueueUrlOutput{QueueUrl: aws.String(testURL)}, nil
+			}
+			q, err := sqsqueue.Open(t.Context(), f, arn, nil)
+			require.NoError(t, err, arn)
+			require.Equal(t, want[0], q.Name())
+			require.NoError(t, q.Close())
+		}
+	})
+
+	t.Run("MalformedARN", func(t *testing.T) {
+		t.Parallel()
+		for _, arn := range []string{
+			"arn:",
+			"arn:aws:sqs",
+			"arn:aws:sqs:us-east-1:123456789012",   // no name
+			"arn:aws:sqs:us-east-1:123456789012:",  // empty name
+			"arn::sqs:us-east-1:123456789012:work", // no partition
+			"arn:aws:sns:us-east-1:123456789012:work",
+			"arn:aws:s3:::work",
+			"arn:aws:sqs::123456789012:work",           // no region
+			"arn:aws:sqs:us-east-1::work",              // no account
+			"arn:aws:sqs:us-east-1:12345:work",         // not 12 digits
+			"arn:aws:sqs:us-east-1:12345678901x:work",  // not digits
+			"arn:aws:sqs:us-east-1:123456789012:a/b",   // not a queue name
+			"arn:aws:sqs:us-east-1:123456789012:a:b",   // nor this
+			"arn:aws:sqs:us-east-1:123456789012:.fifo", // nor this
+			"arn:aws:sqs:us-east-1:123456789012:" + name80("q") + "x",
+		} {
+			f := newFake(t)
+			_, err := sqsqueue.Open(t.Context(), f, arn, nil)
+			requireCode(t, errcode.InvalidArgument, err, arn)
+			require.ErrorContains(t, err, strconv.Quote(arn), "the message names the value")
+			require.ErrorContains(t, err, "not an SQS queue ARN")
+			require.Zero(t, f.Calls("GetQueueUrl")+f.Calls("GetQueueAttributes"), "refused before any call")
+		}
+	})
+
+	t.Run("ARNOfAnotherRegion", func(t *testing.T) {
+		t.Parallel()
+		// A client calls one region; SQS would look the name up there and
+		// answer QueueDoesNotExist. Open says what is wrong instead.
+		f := withOptions{newFake(t), sqs.Options{Region: "us-east-1"}}
+		_, err := sqsqueue.Open(t.Context(), f, "arn:aws:sqs:eu-west-1:123456789012:work", nil)
+		requireCode(t, errcode.InvalidArgument, err)
+		require.ErrorContains(t, err, "arn:aws:sqs:eu-west-1:123456789012:work")
+		require.ErrorContains(t, err, "region eu-west-1, but the SQS client calls region us-east-1")
+		require.Zero(t, f.Calls("GetQueueUrl")+f.Calls("GetQueueAttributes"))
+
+		// The client's own region is fine; a URL is not checked.
+		f.getQueueURL = func(context.Context, *sqs.GetQueueUrlInput) (*sqs.GetQueueUrlOutput, error) {
+			return &sqs.GetQueueUrlOutput{QueueUrl: aws.String(testURL)}, nil
+		}
+		q, err := sqsqueue.Open(t.Context(), f, "arn:aws:sqs:us-east-1:123456789012:work", nil)
+		require.NoError(t, err)
+		require.NoError(t, q.Close())
+	})
+
 	t.Run("MissingName", func(t *testing.T) {
 		t.Parallel()
 		for _, err := range []error{
@@ -124,6 +230,7 @@ func TestOpen(t *testing.T) {
 		}{
 			{"", nil},
 			{"https://sqs.us-east-1.amazonaws.com/", nil},
+			{"arn:aws:sqs:us-east-1:123456789012", nil},
 			{testURL, &sqsqueue.Options{PollWait: 500 * time.Millisecond}},
 			{testURL, &sqsqueue.Options{PollWait: 1500 * time.Millisecond}},
 			{testURL, &sqsqueue.Options{PollWait: queue.MaxWait + time.Second}},
@@ -135,6 +242,9 @@ func TestOpen(t *testing.T) {
 		require.Zero(t, f.Calls("GetQueueAttributes"))
 	})
 }
+
+// name80 is a queue name of SQS's maximum length, 80 characters.
+func name80(c string) string { return strings.Repeat(c, 80) }
 
 // withOptions gives a fake the Options method of *sqs.Client, so Open can
 // inspect its HTTP client.
@@ -781,6 +891,51 @@ func TestCreateQueue(t *testing.T) {
 		}
 		_, err := sqsqueue.CreateQueue(t.Context(), f, "work", sqsqueue.Config{Visibility: time.Minute, DeadLetter: "work-dlq", MaxReceives: 5})
 		require.NoError(t, err)
+	})
+
+	t.Run("DeadLetterByARNOrURL", func(t *testing.T) {
+		t.Parallel()
+		// However the dead-letter queue is given, the redrive policy names
+		// it by the QueueArn SQS reports, which also checks that it exists.
+		for _, c := range []struct {
+			dlq          string
+			owner        string
+			getQueueURLs int
+		}{
+			{dlq: dlqARN, owner: "123456789012", getQueueURLs: 1},
+			{dlq: dlqURL, getQueueURLs: 0},
+		} {
+			f := newAdmin(t)
+			get := f.getQueueURL
+			f.getQueueURL = func(ctx context.Context, in *sqs.GetQueueUrlInput) (*sqs.GetQueueUrlOutput, error) {
+				require.Equal(t, "work-dlq", aws.ToString(in.QueueName))
+				require.Equal(t, c.owner, aws.ToString(in.QueueOwnerAWSAccountId))
+				return get(ctx, in)
+			}
+			f.createQueue = func(_ context.Context, in *sqs.CreateQueueInput) (*sqs.CreateQueueOutput, error) {
+				require.Equal(t, "work", aws.ToString(in.QueueName))
+				require.Equal(t, with("RedrivePolicy", `{"deadLetterTargetArn":"`+dlqARN+`","maxReceiveCount":"5"}`), in.Attributes)
+				return &sqs.CreateQueueOutput{QueueUrl: aws.String(testURL)}, nil
+			}
+			_, err := sqsqueue.CreateQueue(t.Context(), f, "work", sqsqueue.Config{Visibility: time.Minute, DeadLetter: c.dlq, MaxReceives: 5})
+			require.NoError(t, err, c.dlq)
+			require.Equal(t, c.getQueueURLs, f.Calls("GetQueueUrl"), c.dlq)
+			require.Equal(t, 1, f.Calls("GetQueueAttributes"), c.dlq)
+		}
+	})
+
+	t.Run("DeadLetterARNInvalid", func(t *testing.T) {
+		t.Parallel()
+		f := newAdmin(t)
+		for _, dlq := range []string{"arn:aws:sns:us-east-1:123456789012:work-dlq", "arn:aws:sqs:us-east-1:123456789012"} {
+			_, err := sqsqueue.CreateQueue(t.Context(), f, "work", sqsqueue.Config{DeadLetter: dlq, MaxReceives: 3})
+			requireCode(t, errcode.InvalidArgument, err, dlq)
+			require.ErrorContains(t, err, dlq)
+		}
+		missing := "arn:aws:sqs:us-east-1:123456789012:nope"
+		_, err := sqsqueue.CreateQueue(t.Context(), f, "work", sqsqueue.Config{DeadLetter: missing, MaxReceives: 3})
+		requireCode(t, errcode.NotFound, err)
+		require.Zero(t, f.Calls("CreateQueue"))
 	})
 
 	t.Run("ExistsWithOtherAttributes", func(t *testing.T) {
