@@ -36,6 +36,28 @@
 // overall timeout, which suits large transfers; if you set one, it bounds
 // each part upload and each Get body read.
 //
+// # Naming a bucket
+//
+// Open takes a bucket as AWS names it:
+//
+//   - a bucket name ("jobfleet-artifacts"), or an access point alias,
+//     which S3 takes wherever it takes a bucket name;
+//   - a bucket ARN ("arn:aws:s3:::jobfleet-artifacts"): the bucket of that
+//     name, which every call names (S3 takes no bucket ARN as Bucket);
+//   - an access point ARN ("arn:aws:s3:us-east-1:123456789012:accesspoint/jobs",
+//     a Multi-Region Access Point's, or one of S3 on Outposts or S3 Object
+//     Lambda): passed as it is to every call, and the SDK sends the call to
+//     the access point, whose policy (and the bucket's, which delegates to
+//     it) must allow the calls this package makes.
+//
+// Anything else beginning "arn:" (another service, an object ARN, a part
+// missing) is errcode.InvalidArgument naming the value, as is an access
+// point ARN the SDK would refuse before any request: one of another region
+// than the client's (unless the client's UseARNRegion is set), or with
+// path-style addressing, which access points do not support (so they
+// cannot be used against moto or LocalStack). CreateBucket takes a name
+// only.
+//
 // # Errors
 //
 // NoSuchKey, NoSuchBucket and a 404 (HeadObject has no error body, so the
@@ -136,8 +158,10 @@ type Options struct {
 }
 
 // Open opens bucket, which must exist (errcode.NotFound otherwise; Open
-// calls HeadBucket). The returned Bucket is safe for concurrent use;
-// closing it does not affect client, which the caller owns.
+// calls HeadBucket): a bucket name, a bucket ARN or an access point ARN
+// (see "Naming a bucket"; a malformed ARN is errcode.InvalidArgument). The
+// returned Bucket is safe for concurrent use; closing it does not affect
+// client, which the caller owns.
 func Open(ctx context.Context, client API, bucket string, opts *Options) (*blob.Bucket, error) {
 	d, err := open(ctx, client, bucket, opts)
 	if err != nil {
@@ -165,12 +189,16 @@ func open(ctx context.Context, client API, bucket string, opts *Options) (*drive
 			return nil, errcode.Wrap(errcode.InvalidArgument, err, "open bucket %s: invalid prefix", bucket)
 		}
 	}
-	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}); err != nil {
+	param, err := bucketParam(client, bucket)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Of(err), err, "open bucket %q", bucket)
+	}
+	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(param)}); err != nil {
 		return nil, mapErr(ctx, err, "open bucket %s", bucket)
 	}
 	return &driver{
 		client: client,
-		bucket: bucket,
+		bucket: param,
 		prefix: opts.Prefix,
 		clock:  clock.Or(opts.Clock),
 		done:   make(chan struct{}),
@@ -185,8 +213,12 @@ func open(ctx context.Context, client API, bucket string, opts *Options) (*drive
 
 // CreateBucket creates bucket if it does not exist (idempotent: a bucket
 // this account already owns is success). Outside us-east-1 the bucket is
-// created in the client's region.
+// created in the client's region. bucket is a name: a bucket or access
+// point given by ARN is one to use, not to create (errcode.InvalidArgument).
 func CreateBucket(ctx context.Context, client AdminAPI, bucket string) error {
+	if strings.HasPrefix(bucket, "arn:") {
+		return errcode.New(errcode.InvalidArgument, "create bucket %s: give a bucket name; a bucket or access point given by ARN is taken to exist", bucket)
+	}
 	in := &s3.CreateBucketInput{Bucket: aws.String(bucket)}
 	if c, ok := client.(interface{ Options() s3.Options }); ok {
 		// us-east-1 takes no LocationConstraint; other regions need theirs.
