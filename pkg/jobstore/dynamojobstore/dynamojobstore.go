@@ -162,6 +162,25 @@
 // the page comes back short with Next set after the last record examined,
 // so a walk visits every job once and each call does bounded work.
 //
+// # Naming the table
+//
+// Open takes the table's name or its ARN
+// (arn:aws:dynamodb:us-east-1:123456789012:table/jobfleet-jobs). DynamoDB
+// takes a table ARN wherever it takes a table name in the calls the driver
+// makes (TableName, and the keys of BatchGetItem's RequestItems); an ARN
+// is how a table of another account is named, whose resource-based policy
+// must grant this one access. The driver sends the table as it was given;
+// index names (IndexName) are the index's alone in either case. A
+// malformed ARN (another service, an index or stream ARN, a part missing)
+// is errcode.InvalidArgument naming the value, as is the ARN of a table in
+// another region than the client's (DynamoDB refuses it with "Invalid AWS
+// region"; a client calls one region). The idempotency token of a
+// transaction (see Writes) is derived from the table as given, so a
+// repeat of a change by a process that names the table the other way is
+// reported as a lost condition, as in sqlitejobstore. The jobfleet
+// bootstrap creates a table given by name only: one given by ARN is taken
+// to exist.
+//
 // # Tables of the earlier layout
 //
 // Tables made before the active index have the indexes due (active's keys,
@@ -278,7 +297,8 @@ type Options struct {
 	Concurrency int
 }
 
-// Open checks that the job table exists and returns a Store over it.
+// Open checks that the job table exists and returns a Store over it. table
+// is the table's name or its ARN (see "Naming the table").
 func Open(ctx context.Context, client DynamoDBAPI, table string, opts *Options) (*jobstore.Store, error) {
 	d, err := OpenDriver(ctx, client, table, opts)
 	if err != nil {
@@ -294,8 +314,11 @@ func Open(ctx context.Context, client DynamoDBAPI, table string, opts *Options) 
 // Driver is the DynamoDB job store driver. Its methods are safe for
 // concurrent use. It does not own the client.
 type Driver struct {
-	client      DynamoDBAPI
+	client DynamoDBAPI
+	// table is the table as given to Open, a name or an ARN, and is what
+	// every call sends; name is its name.
 	table       string
+	name        string
 	layout      Layout
 	concurrency int
 	// listBudget bounds the records one List call examines: at most
@@ -324,6 +347,10 @@ func OpenDriver(ctx context.Context, client DynamoDBAPI, table string, opts *Opt
 	if client == nil || table == "" {
 		return nil, errcode.New(errcode.InvalidArgument, "open job store: a client and a table name are required")
 	}
+	name, err := tableName(client, table)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Of(err), err, "open job store: table %q", table)
+	}
 	out, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
 	var notFound *types.ResourceNotFoundException
 	if errors.As(err, &notFound) {
@@ -344,7 +371,7 @@ func OpenDriver(ctx context.Context, client DynamoDBAPI, table string, opts *Opt
 	if conc <= 0 {
 		conc = 16
 	}
-	return &Driver{client: client, table: table, layout: layout, concurrency: conc, listBudget: defaultListBudget}, nil
+	return &Driver{client: client, table: table, name: name, layout: layout, concurrency: conc, listBudget: defaultListBudget}, nil
 }
 
 func (d *Driver) check() error {

@@ -41,14 +41,23 @@ func (d *Driver) fetch(ctx context.Context, ids []string, doing string) (map[str
 		if err != nil {
 			return nil, mapErr(ctx, err, "%s: read jobs", doing)
 		}
-		for _, item := range out.Responses[d.table] {
+		items, unprocessed := out.Responses[d.table], out.UnprocessedKeys[d.table].Keys
+		if d.name != d.table {
+			// Asked by ARN. UnprocessedKeys comes in RequestItems' form,
+			// but AWS documents Responses only as keyed by "table name or
+			// table ARN", and an entry left unread would be jobs silently
+			// missing from Due, Owned and List: take the name's entry too.
+			items = append(items, out.Responses[d.name]...)
+			unprocessed = append(unprocessed, out.UnprocessedKeys[d.name].Keys...)
+		}
+		for _, item := range items {
 			j, err := decodeJob(item)
 			if err != nil {
 				return nil, errcode.Wrap(errcode.Internal, err, "%s", doing)
 			}
 			found[j.ID] = j
 		}
-		for _, key := range out.UnprocessedKeys[d.table].Keys {
+		for _, key := range unprocessed {
 			id := strings.TrimPrefix(itemPK(key), jobPrefix)
 			j, err := d.getItem(ctx, id)
 			if err != nil {
