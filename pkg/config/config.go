@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -74,17 +75,24 @@ type Config struct {
 	StopTimeout   time.Duration // JOBFLEET_STOP_TIMEOUT: SIGTERM → SIGKILL for local workers (default 30s)
 	Fleet         string        // JOBFLEET_FLEET: local (processes on this machine) or ecs (default: local in the local profile, ecs in the aws profile)
 
-	// The aws profile's resources. Names default from the prefix; each may
-	// be a name, or a queue URL / table or bucket name as AWS gives it.
+	// The aws profile's resources. Names default from the prefix. Each may
+	// be a name, which bootstrap creates, or an existing resource as AWS
+	// names it, which bootstrap leaves alone: a table ARN
+	// (arn:aws:dynamodb:<region>:<account>:table/<name>), a queue URL or
+	// ARN (arn:aws:sqs:<region>:<account>:<name>), a bucket ARN
+	// (arn:aws:s3:::<name>) or an S3 access point ARN. An ARN is how a
+	// resource of another account is named; it must be in the region the
+	// services run in. A DLQ's default appends -dlq to its queue as given,
+	// so a queue URL or ARN defaults its DLQ to the queue beside it.
 	ResourcePrefix string // JOBFLEET_RESOURCE_PREFIX (default jobfleet)
-	Table          string // JOBFLEET_TABLE (default <prefix>-jobs)
-	WorkQueue      string // JOBFLEET_WORK_QUEUE (default <prefix>-work); its DLQ JOBFLEET_WORK_DLQ (default <work>-dlq)
+	Table          string // JOBFLEET_TABLE: name or ARN (default <prefix>-jobs)
+	WorkQueue      string // JOBFLEET_WORK_QUEUE: name, URL or ARN (default <prefix>-work); its DLQ JOBFLEET_WORK_DLQ (default <work>-dlq)
 	WorkDLQ        string
 	IngressQueue   string // JOBFLEET_INGRESS_QUEUE (default <prefix>-ingress); JOBFLEET_INGRESS_DLQ
 	IngressDLQ     string
 	EventsQueue    string // JOBFLEET_EVENTS_QUEUE (default <prefix>-events); JOBFLEET_EVENTS_DLQ
 	EventsDLQ      string
-	Bucket         string // JOBFLEET_BUCKET (default <prefix>-artifacts)
+	Bucket         string // JOBFLEET_BUCKET: name, bucket ARN or access point ARN (default <prefix>-artifacts)
 	BlobPrefix     string // JOBFLEET_BLOB_PREFIX: key prefix inside the bucket, to share one (default none)
 
 	// The ECS fleet (JOBFLEET_FLEET=ecs).
@@ -410,7 +418,56 @@ func (c Config) Validate() error {
 	if c.DrainTimeout >= c.StopTimeout {
 		bad("JOBFLEET_DRAIN_TIMEOUT (%s) must be shorter than JOBFLEET_STOP_TIMEOUT (%s), so hand-back happens before SIGKILL", c.DrainTimeout, c.StopTimeout)
 	}
+	if c.Profile == ProfileAWS {
+		queue := resourceKind{what: "an SQS queue name, URL or ARN", services: []string{"sqs"}, url: true}
+		for _, r := range []struct {
+			env, v string
+			kind   resourceKind
+		}{
+			{"JOBFLEET_TABLE", c.Table, resourceKind{what: "a DynamoDB table name or ARN", services: []string{"dynamodb"}}},
+			{"JOBFLEET_WORK_QUEUE", c.WorkQueue, queue},
+			{"JOBFLEET_WORK_DLQ", c.WorkDLQ, queue},
+			{"JOBFLEET_INGRESS_QUEUE", c.IngressQueue, queue},
+			{"JOBFLEET_INGRESS_DLQ", c.IngressDLQ, queue},
+			{"JOBFLEET_EVENTS_QUEUE", c.EventsQueue, queue},
+			{"JOBFLEET_EVENTS_DLQ", c.EventsDLQ, queue},
+			{"JOBFLEET_BUCKET", c.Bucket, resourceKind{what: "an S3 bucket name, bucket ARN or access point ARN", services: []string{"s3", "s3-outposts", "s3-object-lambda"}}},
+		} {
+			if problem := r.kind.problem(r.v); problem != "" {
+				bad("%s=%q: want %s; %s", r.env, r.v, r.kind.what, problem)
+			}
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// resourceKind is what an aws profile resource variable takes.
+type resourceKind struct {
+	what     string   // for messages
+	services []string // the ARN services it takes
+	url      bool     // whether it takes a URL (queues)
+}
+
+// problem says what is wrong with v as a resource of kind k, or "". It
+// checks only the form and service of an ARN, and where a URL is taken:
+// the adapters check the rest when they open the resource, naming the
+// value.
+func (k resourceKind) problem(v string) string {
+	switch {
+	case strings.HasPrefix(v, "arn:"):
+		parts := strings.SplitN(v, ":", 6)
+		switch {
+		case len(parts) < 6:
+			return "an ARN has six parts, arn:<partition>:<service>:<region>:<account-id>:<resource>"
+		case !slices.Contains(k.services, parts[2]):
+			return fmt.Sprintf("this is an ARN of service %q", parts[2])
+		}
+	case strings.HasPrefix(v, "https://") || strings.HasPrefix(v, "http://"):
+		if !k.url {
+			return "a URL names no such resource"
+		}
+	}
+	return ""
 }
 
 // validPrefix: resource names are <prefix>-<what>, and the bucket's must be

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -113,4 +114,48 @@ func TestAWSResourceNames(t *testing.T) {
 	require.Equal(t, "jobfleet-work", c.WorkQueue)
 	_, err = config.Load(env(map[string]string{"JOBFLEET_FLEET": "ecs"}))
 	require.ErrorContains(t, err, "needs JOBFLEET_PROFILE=aws")
+}
+
+// Resources may be given as AWS names them: a queue URL or ARN, a table
+// ARN, a bucket or access point ARN. A DLQ defaults to its queue as given
+// with -dlq, so beside it.
+func TestAWSResourceARNs(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{
+		"JOBFLEET_PROFILE":       "aws",
+		"JOBFLEET_TABLE":         "arn:aws:dynamodb:eu-west-1:210987654321:table/shared-jobs",
+		"JOBFLEET_WORK_QUEUE":    "arn:aws:sqs:eu-west-1:210987654321:shared-work",
+		"JOBFLEET_INGRESS_QUEUE": "https://sqs.eu-west-1.amazonaws.com/210987654321/shared-ingress",
+		"JOBFLEET_EVENTS_DLQ":    "arn:aws:sqs:eu-west-1:210987654321:events-dead",
+		"JOBFLEET_BUCKET":        "arn:aws:s3:eu-west-1:210987654321:accesspoint/jobs",
+		"JOBFLEET_ECS_SUBNETS":   "subnet-1",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, "arn:aws:dynamodb:eu-west-1:210987654321:table/shared-jobs", c.Table)
+	require.Equal(t, "arn:aws:sqs:eu-west-1:210987654321:shared-work-dlq", c.WorkDLQ)
+	require.Equal(t, "https://sqs.eu-west-1.amazonaws.com/210987654321/shared-ingress-dlq", c.IngressDLQ)
+	require.Equal(t, "jobfleet-events", c.EventsQueue)
+	require.Equal(t, "arn:aws:sqs:eu-west-1:210987654321:events-dead", c.EventsDLQ)
+	require.Equal(t, "arn:aws:s3:eu-west-1:210987654321:accesspoint/jobs", c.Bucket)
+
+	c, err = config.Load(env(map[string]string{"JOBFLEET_PROFILE": "aws", "JOBFLEET_BUCKET": "arn:aws:s3:::shared-artifacts"}))
+	require.NoError(t, err)
+	require.Equal(t, "arn:aws:s3:::shared-artifacts", c.Bucket)
+
+	for v, want := range map[string]string{
+		"JOBFLEET_TABLE=arn:aws:sqs:us-east-1:123456789012:jobs":       `JOBFLEET_TABLE="arn:aws:sqs:us-east-1:123456789012:jobs": want a DynamoDB table name or ARN; this is an ARN of service "sqs"`,
+		"JOBFLEET_TABLE=https://dynamodb.us-east-1.amazonaws.com/jobs": "JOBFLEET_TABLE=\"https://dynamodb.us-east-1.amazonaws.com/jobs\": want a DynamoDB table name or ARN; a URL names no such resource",
+		"JOBFLEET_WORK_QUEUE=arn:aws:sqs:us-east-1:work":               "JOBFLEET_WORK_QUEUE=\"arn:aws:sqs:us-east-1:work\": want an SQS queue name, URL or ARN; an ARN has six parts",
+		"JOBFLEET_INGRESS_DLQ=arn:aws:sns:us-east-1:123456789012:dlq":  `JOBFLEET_INGRESS_DLQ="arn:aws:sns:us-east-1:123456789012:dlq": want an SQS queue name, URL or ARN; this is an ARN of service "sns"`,
+		"JOBFLEET_BUCKET=arn:aws:dynamodb:us-east-1:1:table/t":         `JOBFLEET_BUCKET="arn:aws:dynamodb:us-east-1:1:table/t": want an S3 bucket name, bucket ARN or access point ARN`,
+		"JOBFLEET_BUCKET=https://bkt.s3.amazonaws.com":                 `JOBFLEET_BUCKET="https://bkt.s3.amazonaws.com": want an S3 bucket name`,
+	} {
+		k, val, _ := strings.Cut(v, "=")
+		_, err := config.Load(env(map[string]string{"JOBFLEET_PROFILE": "aws", k: val}))
+		require.ErrorContains(t, err, want, v)
+
+		// The local profile uses none of them.
+		_, err = config.Load(env(map[string]string{k: val}))
+		require.NoError(t, err, v)
+	}
 }
