@@ -106,6 +106,7 @@ func (in *Ingress) Poll(ctx context.Context) (IngressResult, error) {
 	for _, m := range msgs {
 		sub, rerr := decodeSubmission(m.Body, "the message", true)
 		if rerr != nil {
+			in.m.Rejected.WithLabelValues("ingress", "malformed").Inc()
 			if in.reject(ctx, m, rerr.p.Detail+details(rerr.p), errcode.InvalidArgument) {
 				done = append(done, m.Handle)
 			}
@@ -159,9 +160,10 @@ func details(p *Problem) string {
 }
 
 // reject moves a message to the DLQ with the reason; it reports whether the
-// original may be deleted (without a DLQ, it is deleted after logging).
+// original may be deleted (without a DLQ, it is deleted after logging). The
+// rejection is counted where it is decided: in Poll for a message that does
+// not decode, in Service.Submit for a submission it refuses.
 func (in *Ingress) reject(ctx context.Context, m *queue.Message, reason string, code errcode.Code) bool {
-	in.m.Rejected.WithLabelValues("ingress", reasonClass(code)).Inc()
 	in.log.Warn("ingress message rejected", "message_id", m.ID, "reason", reason)
 	if in.o.DLQ == nil {
 		return true
@@ -187,13 +189,6 @@ func (in *Ingress) reject(ctx context.Context, m *queue.Message, reason string, 
 		return false
 	}
 	return true
-}
-
-func reasonClass(c errcode.Code) string {
-	if c == errcode.AlreadyExists {
-		return "key_conflict"
-	}
-	return "invalid"
 }
 
 func (in *Ingress) delete(ctx context.Context, handles []string) {

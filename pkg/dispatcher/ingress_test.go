@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobfleet/jobfleet/pkg/dispatcher"
@@ -137,6 +138,14 @@ func TestIngressRejectsBadMessages(t *testing.T) {
 	require.Contains(t, reasons[`{"type":"echo","key":"held","payload":2}`], "already_exists")
 	require.Contains(t, reasons[`{"type":"echo","payload_ref":"payloads/none.json"}`], "no blob")
 	require.Len(t, ie.all(), 2, "the good message still made its job")
+
+	// jobfleet_submissions_rejected_total counts each rejected message
+	// once, by reason: the two that do not decode as malformed, the three
+	// Service.Submit refuses as invalid, the key conflict as key_conflict.
+	require.Equal(t, 2.0, testutil.ToFloat64(ie.m.Rejected.WithLabelValues("ingress", "malformed")))
+	require.Equal(t, 3.0, testutil.ToFloat64(ie.m.Rejected.WithLabelValues("ingress", "invalid")))
+	require.Equal(t, 1.0, testutil.ToFloat64(ie.m.Rejected.WithLabelValues("ingress", "key_conflict")))
+	require.Equal(t, 3, testutil.CollectAndCount(ie.m.Rejected), "no other source or reason")
 }
 
 func TestIngressPayloadRef(t *testing.T) {

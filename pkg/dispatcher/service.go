@@ -215,6 +215,7 @@ func (s *Service) Submit(ctx context.Context, reqs ...Request) ([]Result, error)
 			// answer: keep the payload its job would need.
 			out[i].Err = cr.Err
 			if errcode.Of(cr.Err) == errcode.InvalidArgument {
+				s.m.Rejected.WithLabelValues(source(reqs[i].Source), "invalid").Inc()
 				s.dropPayload(ctx, j)
 			}
 		}
