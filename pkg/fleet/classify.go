@@ -7,20 +7,28 @@ type StopClass string
 
 // Stop classes.
 const (
-	StopOOM           StopClass = "oom"             // a container ran out of memory
+	StopOOM           StopClass = "oom"             // a container ran out of memory (or was SIGKILLed unasked: exit 137)
 	StopSpot          StopClass = "spot"            // Fargate Spot interruption / termination notice
 	StopFailedToStart StopClass = "failed_to_start" // never ran (image pull, ENI, capacity)
-	StopCrashed       StopClass = "crashed"         // essential container exited non-zero or was killed
+	StopCrashed       StopClass = "crashed"         // essential container exited non-zero (other than 137)
 	StopExited        StopClass = "exited"          // exited 0 by itself (idle scale-in)
 	StopScaleIn       StopClass = "scale_in"        // stopped on request (StopTask, service scheduler)
 	StopUnknown       StopClass = "unknown"
 )
 
 // Classify says why the worker of a STOPPED (or stopping) event stopped.
+//
+// An essential container that exited with 137 (killed by SIGKILL) counts
+// as out of memory even when no reason says so: on Fargate, where nothing
+// else signals a container that was not told to stop, that is almost always
+// the kernel's OOM killer (a local worker killed with kill -9 counts so
+// too). After a stop request or a Spot interruption, 137 is the SIGKILL
+// that follows the stop timeout, and the stop code decides.
 func Classify(e Event) StopClass {
 	reason := strings.ToLower(e.Reason + " " + e.ContainerReason)
+	killed := e.ExitCode != nil && *e.ExitCode == 137
 	switch {
-	case strings.Contains(reason, "outofmemory") || strings.Contains(reason, "oom") || (e.ExitCode != nil && *e.ExitCode == 137 && strings.Contains(reason, "memory")):
+	case strings.Contains(reason, "outofmemory") || strings.Contains(reason, "oom") || (killed && strings.Contains(reason, "memory")):
 		return StopOOM
 	case e.StopCode == StopSpotInterruption || e.StopCode == StopTerminationNotice || strings.Contains(reason, "spot task was interrupted"):
 		return StopSpot
@@ -28,6 +36,8 @@ func Classify(e Event) StopClass {
 		return StopFailedToStart
 	case e.StopCode == StopUserInitiated || e.StopCode == StopServiceSchedulerInitiated:
 		return StopScaleIn
+	case killed:
+		return StopOOM
 	case e.StopCode == StopEssentialContainerExited || e.ExitCode != nil:
 		if e.ExitCode != nil && *e.ExitCode == 0 {
 			return StopExited
