@@ -23,7 +23,13 @@
 //
 // A STOPPED event for a worker reclaims every job it still owns at once,
 // instead of after its lease. A crash or OOM spends an attempt; a Spot
-// interruption or a scale-in does not.
+// interruption or a scale-in does not. A Spot interruption notice (the task
+// still running, told to stop about two minutes ahead) reclaims its jobs at
+// once as well, without spending an attempt: they start again elsewhere
+// while the interrupted worker, fenced off, loses its leases at its next
+// heartbeat. Other stop requests leave the worker to drain and hand back
+// its jobs itself. Stops are counted by class (OOM, Spot, failed to start,
+// crashed, exited, scale-in) in jobfleet_fleet_stops_total.
 package reaper
 
 import (

@@ -287,17 +287,42 @@ func sendEvent(t *testing.T, q *queue.Queue, e fleet.Event) {
 
 func exit(code int) *int { return &code }
 
+// pollEvents handles events from the events queue until n were read, and
+// returns how many jobs they reclaimed.
+func (e *env) pollEvents(n int) int {
+	e.t.Helper()
+	events, reclaimed := 0, 0
+	for events < n {
+		res, err := e.r.PollEvents(context.Background())
+		require.NoError(e.t, err)
+		require.NotZero(e.t, res.Events)
+		events += res.Events
+		reclaimed += res.Reclaimed
+	}
+	return reclaimed
+}
+
+// A stopped worker's jobs are reclaimed at once; a Spot notice reclaims
+// them already while the task still runs, and other stop requests leave
+// them to the worker's drain until the task stops. Either way the STOPPED
+// event is handled, counted once by class, and its duplicate skipped.
 func TestStoppedWorkerJobsReclaimedAtOnce(t *testing.T) {
 	t.Parallel()
+	const exited = "Essential container in task exited"
 	tests := []struct {
 		name     string
 		event    fleet.Event
+		class    fleet.StopClass
+		notice   bool // the notice (still RUNNING, desired STOPPED) reclaims
 		failures int
 	}{
-		{"crash", fleet.Event{StopCode: fleet.StopEssentialContainerExited, ExitCode: exit(137), Reason: "Essential container in task exited"}, 1},
-		{"oom", fleet.Event{StopCode: fleet.StopEssentialContainerExited, ExitCode: exit(137), ContainerReason: "OutOfMemoryError: Container killed due to memory usage"}, 1},
-		{"spot", fleet.Event{StopCode: fleet.StopSpotInterruption, Reason: "Your Spot Task was interrupted."}, 0},
-		{"scale-in", fleet.Event{StopCode: fleet.StopUserInitiated, ExitCode: exit(143)}, 0},
+		{"crash", fleet.Event{StopCode: fleet.StopEssentialContainerExited, ExitCode: exit(1), Reason: exited}, fleet.StopCrashed, false, 1},
+		{"killed", fleet.Event{StopCode: fleet.StopEssentialContainerExited, ExitCode: exit(137), Reason: exited}, fleet.StopOOM, false, 1},
+		{"oom", fleet.Event{StopCode: fleet.StopEssentialContainerExited, ExitCode: exit(137), ContainerReason: "OutOfMemoryError: Container killed due to memory usage"}, fleet.StopOOM, false, 1},
+		{"spot", fleet.Event{StopCode: fleet.StopSpotInterruption, Reason: "Your Spot Task was interrupted."}, fleet.StopSpot, true, 0},
+		{"termination notice", fleet.Event{StopCode: fleet.StopTerminationNotice}, fleet.StopSpot, true, 0},
+		{"scale-in", fleet.Event{StopCode: fleet.StopUserInitiated, ExitCode: exit(143)}, fleet.StopScaleIn, false, 0},
+		{"scheduler", fleet.Event{StopCode: fleet.StopServiceSchedulerInitiated, Reason: "Scaling activity initiated by deployment"}, fleet.StopScaleIn, false, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -307,31 +332,100 @@ func TestStoppedWorkerJobsReclaimedAtOnce(t *testing.T) {
 			b := e.running("task/1", job.Submission{Type: "echo"})
 			other := e.running("task/2", job.Submission{Type: "echo"})
 
-			// A notice while still running reclaims nothing.
+			// The notice: told to stop, still running (no exit code yet).
 			ev := tc.event
 			ev.WorkerID, ev.LastStatus, ev.DesiredStatus, ev.Version = "task/1", fleet.StatusRunning, fleet.StatusStopped, 3
+			stopped := ev
+			ev.ExitCode = nil
 			sendEvent(t, e.events, ev)
-			ev.LastStatus, ev.Version = fleet.StatusStopped, 4
-			sendEvent(t, e.events, ev)
-			sendEvent(t, e.events, ev) // a duplicate
-
-			total := 0
-			for total < 3 {
-				res, err := e.r.PollEvents(context.Background())
-				require.NoError(t, err)
-				require.NotZero(t, res.Events)
-				total += res.Events
+			want, status := 0, job.Running
+			if tc.notice {
+				want, status = 2, job.Queued
 			}
+			require.Equal(t, want, e.pollEvents(1))
+			for _, j := range []*job.Job{a, b} {
+				require.Equal(t, status, e.get(j.ID).Status)
+			}
+			require.Zero(t, testutil.CollectAndCount(e.m.FleetStops), "a notice is not a stop")
+
+			stopped.LastStatus, stopped.Version = fleet.StatusStopped, 4
+			sendEvent(t, e.events, stopped)
+			sendEvent(t, e.events, stopped) // a duplicate
+			require.Equal(t, 2-want, e.pollEvents(2), "the STOPPED event settles what the notice left")
+
 			for _, j := range []*job.Job{a, b} {
 				q := e.get(j.ID)
 				require.Equal(t, job.Queued, q.Status, "reclaimed without waiting for the lease")
 				require.Equal(t, tc.failures, q.Failures)
+				require.Equal(t, 1, q.Attempt, "the next start makes attempt 2")
+				last := q.History[len(q.History)-1]
+				require.Equal(t, "task/1", last.Owner)
+				require.Contains(t, last.Reason, "("+string(tc.class)+")")
+				if tc.failures == 0 {
+					require.Equal(t, job.OutcomeInterrupted, last.Outcome)
+				} else {
+					require.Equal(t, job.OutcomeTaskStopped, last.Outcome)
+				}
 			}
 			require.Equal(t, job.Running, e.get(other.ID).Status)
-			require.Len(t, e.messages(e.work), 2)
+			require.Len(t, e.messages(e.work), 2, "one message per job")
 			require.Empty(t, e.messages(e.events), "events deleted once handled")
+			require.Equal(t, 1, testutil.CollectAndCount(e.m.FleetStops), "one class counted")
+			require.Equal(t, 1.0, testutil.ToFloat64(e.m.FleetStops.WithLabelValues(string(tc.class))), "the stop counted once")
+			require.Equal(t, 1.0, testutil.ToFloat64(e.m.FleetTasks.WithLabelValues(fleet.StatusStopped)), "the view has the worker stopped")
 		})
 	}
+}
+
+// renewing is a job store driver that renews the leases of the jobs in the
+// first batch of changes just before applying it, as their live owner's
+// heartbeat would.
+type renewing struct {
+	jobstore.Driver
+	t    *testing.T
+	once sync.Once
+}
+
+func (d *renewing) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
+	d.once.Do(func() {
+		for _, c := range changes {
+			cur, err := d.Driver.Get(ctx, c.ID)
+			require.NoError(d.t, err)
+			res, err := d.Driver.Apply(ctx, []job.Change{policy.Renew(cur, t0, nil)})
+			require.NoError(d.t, err)
+			require.NoError(d.t, res[0].Err)
+		}
+	})
+	return d.Driver.Apply(ctx, changes)
+}
+
+// The worker of a Spot notice still renews its leases; a reclaim that loses
+// to a renewal is tried again from the record as found.
+func TestSpotNoticeReclaimsDespiteARenewal(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	j := e.running("task/4", job.Submission{Type: "echo"})
+	r := reaper.New(jobstore.New(&renewing{Driver: e.store.Driver(), t: t}, &jobstore.Options{Clock: e.clock}), e.work,
+		&reaper.Options{Policy: policy, Clock: e.clock, Metrics: e.m})
+	notice := fleet.Event{WorkerID: "task/4", LastStatus: fleet.StatusRunning, DesiredStatus: fleet.StatusStopped,
+		StopCode: fleet.StopSpotInterruption, Reason: "Your Spot Task was interrupted.", Version: 2}
+	n, err := r.HandleEvent(context.Background(), notice)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	q := e.get(j.ID)
+	require.Equal(t, job.Queued, q.Status)
+	require.Zero(t, q.Failures)
+	require.Equal(t, []job.Message{{ID: j.ID, Attempt: 1}}, e.messages(e.work))
+
+	// Its owner's next heartbeat finds the lease lost.
+	res, err := e.store.Apply(context.Background(), policy.Renew(j, e.clock.Now(), nil))
+	require.NoError(t, err)
+	require.ErrorIs(t, res[0].Err, errcode.FailedPrecondition)
+	// So does its hand-back when it drains.
+	res, err = e.store.Apply(context.Background(), policy.Finish(j, e.clock.Now(), job.End{Outcome: job.OutcomeHandedBack}))
+	require.NoError(t, err)
+	require.ErrorIs(t, res[0].Err, errcode.FailedPrecondition)
+	require.Equal(t, q.Rev, e.get(j.ID).Rev, "the interrupted worker changed nothing")
 }
 
 func TestMalformedEventDeadLettered(t *testing.T) {
