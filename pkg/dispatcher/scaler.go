@@ -34,8 +34,10 @@ type ScalerOptions struct {
 	Grace time.Duration
 	// Store, when set, is where the scaler notes on queued jobs why they
 	// wait while provisioning keeps failing ("waiting for capacity: ...",
-	// in the job's detail), and clears the note once it succeeds. Policy
-	// builds those writes (default job.DefaultPolicy).
+	// or "cannot provision workers: ..." when the failure is not worth
+	// retrying, in the job's detail), and clears the note once a check
+	// falls short no more (it provisioned all it needed, or needs none).
+	// Policy builds those writes (default job.DefaultPolicy).
 	Store  *jobstore.Store
 	Policy job.Policy
 	// Elector, when set, makes this scaler provision only while it leads
@@ -228,7 +230,14 @@ func (s *Scaler) Scale(ctx context.Context) (d Decision, err error) {
 	s.m.BacklogPerWorker.Set(float64(d.Backlog) / float64(max(d.Active, 1)))
 
 	need := d.Desired - d.Active
-	if need <= 0 || now.Before(retryAt) {
+	if need <= 0 {
+		// Nothing falls short (the backlog drained, its jobs were
+		// cancelled, or workers came up): a past failure no longer
+		// explains any wait. The backoff stays, for the next need.
+		s.clearFailure(ctx, now)
+		return d, nil
+	}
+	if now.Before(retryAt) {
 		return d, nil
 	}
 	if s.o.Elector != nil {
@@ -263,8 +272,12 @@ func (s *Scaler) Scale(ctx context.Context) (d Decision, err error) {
 		s.failBackoff = min(max(2*s.failBackoff, time.Second), time.Minute)
 		s.retryAt = now.Add(s.failBackoff)
 		s.lastFailure = d.Reason
-		s.log.Warn("provisioning fell short", "wanted", need, "started", d.Provisioned, "reason", d.Reason, "retry_in", s.failBackoff.String())
-		s.note(ctx, now, "waiting for capacity: "+d.Reason)
+		s.log.Warn("provisioning fell short", "wanted", need, "started", d.Provisioned, "reason", d.Reason, "retryable", retry, "retry_in", s.failBackoff.String())
+		if retry {
+			s.note(ctx, now, noteWaitingForCapacity+d.Reason)
+		} else {
+			s.note(ctx, now, noteCannotProvision+d.Reason)
+		}
 	default:
 		if s.lastFailure != "" {
 			s.note(ctx, now, "")
@@ -275,6 +288,27 @@ func (s *Scaler) Scale(ctx context.Context) (d Decision, err error) {
 		}
 	}
 	return d, err
+}
+
+// The notes on queued jobs while provisioning falls short, followed by
+// the reason: a retryable failure (capacity, ENI, throttling) is waited
+// out; another one (e.g. a bad task definition, missing permissions) needs
+// an operator. A job that passes its start deadline fails with a
+// "provisioner:" error quoting the note.
+const (
+	noteWaitingForCapacity = "waiting for capacity: "
+	noteCannotProvision    = "cannot provision workers: "
+)
+
+// clearFailure forgets the last provisioning failure and clears its note.
+func (s *Scaler) clearFailure(ctx context.Context, now time.Time) {
+	s.mu.Lock()
+	had := s.lastFailure != ""
+	s.lastFailure = ""
+	s.mu.Unlock()
+	if had {
+		s.note(ctx, now, "")
+	}
 }
 
 // noteBatch is how many queued jobs (the longest waiting) get the note.

@@ -263,6 +263,97 @@ func TestScalerNotesQueuedJobs(t *testing.T) {
 	require.Empty(t, j.Detail, "cleared once provisioning works")
 }
 
+// A failure that is not worth retrying (a bad task definition, missing
+// permissions) is not described as waiting for capacity.
+func TestScalerNotesFailuresThatNeedAnOperator(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	const reason = "ClientException: TaskDefinition is inactive"
+	ff := &fakeFleet{failures: []fleet.Failure{{Count: 1, Reason: reason}}}
+	s := dispatcher.NewScaler(fleet.New(ff), e.work, &dispatcher.ScalerOptions{PerWorker: 1, Max: 10, Clock: e.clk, Metrics: e.m, Store: e.store})
+	v := e.submit(`{"type":"echo"}`)
+	_, err := s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, reason, s.LastFailure())
+	j, err := e.store.Get(t.Context(), v.ID)
+	require.NoError(t, err)
+	require.Equal(t, "cannot provision workers: "+reason, j.Detail)
+
+	// The same for a whole call refused as invalid.
+	ff.mu.Lock()
+	ff.failures, ff.err = nil, errcode.New(errcode.InvalidArgument, "bad network configuration")
+	ff.mu.Unlock()
+	e.clk.Advance(time.Minute)
+	_, err = s.Scale(t.Context())
+	require.ErrorIs(t, err, errcode.InvalidArgument)
+	j, err = e.store.Get(t.Context(), v.ID)
+	require.NoError(t, err)
+	require.Equal(t, "cannot provision workers: bad network configuration", j.Detail)
+
+	// A throttled call is waited out.
+	ff.mu.Lock()
+	ff.err = errcode.New(errcode.Unavailable, "throttled")
+	ff.mu.Unlock()
+	e.clk.Advance(time.Minute)
+	_, err = s.Scale(t.Context())
+	require.ErrorIs(t, err, errcode.Unavailable)
+	j, err = e.store.Get(t.Context(), v.ID)
+	require.NoError(t, err)
+	require.Equal(t, "waiting for capacity: throttled", j.Detail)
+}
+
+// A failure stops explaining anything once a check needs no more workers,
+// before any provisioning succeeds: workers came up by other means, or the
+// backlog drained. The note goes with it.
+func TestScalerForgetsAFailureNoLongerInTheWay(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ff := &fakeFleet{failures: []fleet.Failure{{Count: 1, Reason: "RESOURCE:ENI", Retryable: true}}}
+	s := dispatcher.NewScaler(fleet.New(ff), e.work, &dispatcher.ScalerOptions{PerWorker: 1, Max: 10, Clock: e.clk, Metrics: e.m, Store: e.store})
+	detail := func(id string) string {
+		j, err := e.store.Get(t.Context(), id)
+		require.NoError(t, err)
+		return j.Detail
+	}
+	v := e.submit(`{"type":"echo"}`)
+	_, err := s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, "waiting for capacity: RESOURCE:ENI", detail(v.ID))
+
+	// A worker the listing now shows (started before, or by another
+	// replica) covers the backlog: nothing falls short, within the backoff.
+	ff.mu.Lock()
+	ff.listed = []fleet.Worker{{ID: "task/x", LastStatus: fleet.StatusRunning, DesiredStatus: fleet.StatusRunning}}
+	ff.mu.Unlock()
+	d, err := s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, dispatcher.Decision{Backlog: 1, Active: 1, Desired: 1}, d)
+	last, why := s.Last()
+	require.Equal(t, d, last)
+	require.Empty(t, why, "the failure is cleared")
+	require.Empty(t, detail(v.ID), "the note is cleared while the job still waits")
+	require.Len(t, ff.asked, 1, "nothing provisioned")
+
+	// It fails again once that worker is gone; then the backlog drains.
+	ff.mu.Lock()
+	ff.listed = nil
+	ff.mu.Unlock()
+	e.clk.Advance(time.Minute)
+	_, err = s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, "RESOURCE:ENI", s.LastFailure())
+	msgs, err := e.work.Receive(t.Context(), queue.ReceiveOptions{Max: 10})
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	_, err = e.work.Delete(t.Context(), msgs[0].Handle)
+	require.NoError(t, err)
+	d, err = s.Scale(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, dispatcher.Decision{}, d)
+	require.Empty(t, s.LastFailure(), "no backlog, nothing to wait for")
+	require.Len(t, ff.asked, 2)
+}
+
 // GET /v1/fleet: workers by state, the active ones, recent stops with their
 // class, and why provisioning falls short.
 func TestFleetView(t *testing.T) {
