@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,7 +39,8 @@ import (
 // moto): the scaler launches tasks with the configured network, tags and
 // worker environment after capacity failures, which the waiting job's
 // detail shows; a STOPPED task state change event reclaims its job at once;
-// a Spot interruption hands the job back without spending an attempt.
+// a Spot interruption notice re-queues the job at once without spending an
+// attempt, and the interrupted worker's drain does not disturb it.
 //
 // The pieces run in this process: the dispatcher's scaler and service, the
 // reaper, and a worker core for each task (nothing runs inside a moto task,
@@ -98,10 +102,10 @@ func TestECSFleetOnMoto(t *testing.T) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}))
-	startWorker := func(taskARN string) *worker.Worker {
+	startWorker := func(taskARN string, drain time.Duration) *worker.Worker {
 		w, err := worker.New(taskARN, b.Store, b.Work, b.Blob, reg, &worker.Options{
 			DLQ: b.WorkDLQ, Policy: cfg.Policy(), Concurrency: cfg.Concurrency, Heartbeat: cfg.Heartbeat,
-			Visibility: cfg.Visibility, DrainTimeout: 500 * time.Millisecond, ReceiveWait: time.Second, Metrics: m,
+			Visibility: cfg.Visibility, DrainTimeout: drain, ReceiveWait: time.Second, Metrics: m,
 		})
 		require.NoError(t, err)
 		require.NoError(t, w.Start(context.Background()))
@@ -161,6 +165,9 @@ func TestECSFleetOnMoto(t *testing.T) {
 	task1 := newTask()
 	require.Equal(t, int32(0), api.remaining(), "launched after the failures, not before")
 	require.Eventually(t, func() bool { return get(a.ID).Detail == "" }, 10*time.Second, 20*time.Millisecond, "the note is cleared once a task runs")
+	// The request's network: ECS answers with the subnet (below), but no
+	// task field says whether a public IP was asked for, so that is
+	// checked on the request.
 	in := api.launched()
 	require.NotNil(t, in.NetworkConfiguration)
 	require.Equal(t, []string{subnets[0]}, in.NetworkConfiguration.AwsvpcConfiguration.Subnets)
@@ -186,59 +193,137 @@ func TestECSFleetOnMoto(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{"team": "jobs", "deployment": prefix}, tags)
 	require.Equal(t, "family:"+cluster, aws.ToString(desc.Tasks[0].Group))
+	// The task's network interface is in the configured subnet, and its
+	// address is the one the fleet lists for the worker.
+	eni := map[string]string{}
+	for _, at := range desc.Tasks[0].Attachments {
+		if aws.ToString(at.Type) != "ElasticNetworkInterface" {
+			continue
+		}
+		for _, d := range at.Details {
+			eni[aws.ToString(d.Name)] = aws.ToString(d.Value)
+		}
+	}
+	require.Equal(t, subnets[0], eni["subnetId"], "attachments: %+v", desc.Tasks[0].Attachments)
+	require.NotEmpty(t, eni["privateIPv4Address"])
+	ws, err := fl.List(ctx)
+	require.NoError(t, err)
+	addrs := map[string]string{}
+	for _, w := range ws {
+		addrs[w.ID] = w.Addr
+	}
+	require.Equal(t, eni["privateIPv4Address"], addrs[task1])
 
-	// 2. The task runs the job, then dies (OOM): its STOPPED event
-	// reclaims the job at once, an attempt spent, and a new task runs it.
-	w1 := startWorker(task1)
+	// 2. The task runs the job, then dies: its essential container is
+	// killed (exit 137), which on Fargate is the OOM killer. Its STOPPED
+	// event reclaims the job at once, an attempt spent, and a new task
+	// runs it.
+	w1 := startWorker(task1, 500*time.Millisecond)
 	require.Eventually(t, func() bool { j := get(a.ID); return j.Status == job.Running && j.Owner == task1 }, 30*time.Second, 20*time.Millisecond)
-	_, err = ecsClient.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(cluster), Task: aws.String(task1), Reason: aws.String("OutOfMemoryError")})
+	// moto keeps the StopTask reason as the task's stopped reason and
+	// reports stop code UserInitiated; the fleet's listing classifies by
+	// those two, so the reason carries the OOM for the view checked below.
+	_, err = ecsClient.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(cluster), Task: aws.String(task1), Reason: aws.String("OutOfMemoryError: Container killed due to memory usage")})
 	require.NoError(t, err)
 	sent := time.Now()
 	event(task1, fleet.StatusStopped, fleet.StopEssentialContainerExited, "Essential container in task exited", aws.Int(137), 3)
 	require.Eventually(t, func() bool { return get(a.ID).Status == job.Queued }, 10*time.Second, 10*time.Millisecond, "the STOPPED event did not reclaim the job")
 	reclaimed := time.Since(sent)
 	j := get(a.ID)
-	require.Equal(t, 1, j.Failures, "a crash spends an attempt")
+	require.Equal(t, 1, j.Failures, "an OOM spends an attempt")
 	w1.Stop() // the dead task's worker: its writes are fenced off in any case
 	task2 := newTask(task1)
-	w2 := startWorker(task2)
+	w2 := startWorker(task2, time.Minute)
 	require.Eventually(t, func() bool { j := get(a.ID); return j.Status == job.Running && j.Owner == task2 }, 30*time.Second, 20*time.Millisecond)
 	require.Equal(t, 2, get(a.ID).Attempt)
 	t.Logf("STOPPED event → job re-queued in %s", reclaimed.Round(time.Millisecond))
 	require.Less(t, reclaimed, 3*time.Second)
 
-	// 3. A Spot interruption: ECS sends the notice (desired STOPPED, stop
-	// code SpotInterruption) and SIGTERM to the task; the worker drains and
-	// hands the job back, and the task's STOPPED event then finds nothing
-	// left to reclaim. No attempt is spent.
+	// 3. A Spot interruption: ECS sends the notice (still RUNNING, desired
+	// STOPPED, stop code SpotInterruption) and SIGTERM to the task at once,
+	// about two minutes before it stops. The reaper re-queues the job on the
+	// notice, no attempt spent, so it can start elsewhere at once. The
+	// worker drains meanwhile (its budget, a minute here, outlasts the
+	// reaper), finds its lease lost at its next heartbeat and writes
+	// nothing: its writes are fenced. The task's STOPPED event then finds
+	// nothing left to reclaim.
 	failures := get(a.ID).Failures
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		w2.Stop() // what SIGTERM does in the worker binary
+	}()
+	sent = time.Now()
 	event(task2, fleet.StatusRunning, fleet.StopSpotInterruption, "Your Spot Task was interrupted.", nil, 2)
-	w2.Stop() // what SIGTERM does in the worker binary
-	require.Eventually(t, func() bool { return get(a.ID).Status == job.Queued }, 10*time.Second, 10*time.Millisecond, "the drained job was not handed back")
-	_, err = ecsClient.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(cluster), Task: aws.String(task2), Reason: aws.String("Spot interruption")})
+	require.Eventually(t, func() bool { return get(a.ID).Status == job.Queued }, 10*time.Second, 10*time.Millisecond, "the Spot notice did not re-queue the job")
+	requeued := time.Since(sent)
+	j = get(a.ID)
+	t.Logf("Spot notice → job re-queued in %s", requeued.Round(time.Millisecond))
+	require.Less(t, requeued, 3*time.Second)
+	require.Equal(t, failures, j.Failures, "an interruption spends no attempt")
+	require.Equal(t, 2, j.Attempt, "not started again yet")
+	last := j.History[len(j.History)-1]
+	require.Equal(t, job.OutcomeInterrupted, last.Outcome, "re-queued by the reaper, not handed back by the drain")
+	require.Equal(t, task2, last.Owner)
+	require.Contains(t, last.Reason, "told to stop (spot)")
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the interrupted worker did not give up its job at its next heartbeat")
+	}
+	require.Equal(t, j.Rev, get(a.ID).Rev, "the interrupted worker's drain changed nothing")
+
+	_, err = ecsClient.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(cluster), Task: aws.String(task2), Reason: aws.String("Your Spot Task was interrupted.")})
 	require.NoError(t, err)
-	event(task2, fleet.StatusStopped, fleet.StopSpotInterruption, "Your Spot Task was interrupted.", aws.Int(143), 3)
+	event(task2, fleet.StatusStopped, fleet.StopSpotInterruption, "Your Spot Task was interrupted.", aws.Int(0), 3)
 	// The reaper handles the event (and deletes it) and leaves the
-	// handed-back job alone.
+	// re-queued job alone.
 	require.Eventually(t, func() bool {
 		d, err := b.Events.Depth(ctx)
 		require.NoError(t, err)
 		return d == queue.Depth{}
 	}, 10*time.Second, 20*time.Millisecond, "the events were not handled")
-	j = get(a.ID)
-	require.Equal(t, job.Queued, j.Status)
-	require.Equal(t, 2, j.Attempt)
-	require.Equal(t, failures, j.Failures, "an interruption spends no attempt")
+	require.Equal(t, j.Rev, get(a.ID).Rev, "the STOPPED event reclaimed nothing")
+	// Stops are counted once each, classified from the events: exit 137
+	// as OOM, the notice not at all, the Spot stop as spot.
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	var stops []string
+	for line := range strings.Lines(rec.Body.String()) {
+		if strings.HasPrefix(line, "jobfleet_fleet_stops_total{") {
+			stops = append(stops, strings.TrimSpace(line))
+		}
+	}
+	require.ElementsMatch(t, []string{`jobfleet_fleet_stops_total{class="oom"} 1`, `jobfleet_fleet_stops_total{class="spot"} 1`}, stops)
 
-	// GET /v1/fleet's view: both tasks stopped, classified.
+	// Another task starts the job: attempt 3, still one failure.
+	task3 := newTask(task1, task2)
+	startWorker(task3, 500*time.Millisecond)
+	require.Eventually(t, func() bool { j := get(a.ID); return j.Status == job.Running && j.Owner == task3 }, 30*time.Second, 20*time.Millisecond)
+	j = get(a.ID)
+	require.Equal(t, 3, j.Attempt)
+	require.Equal(t, failures, j.Failures)
+
+	// GET /v1/fleet's view: both tasks stopped, classified. The view reads
+	// ECS's task listing, which has a task's stop code and stopped reason
+	// but no exit code, so an exit 137 alone cannot make it say oom there;
+	// here the reasons given to StopTask (above) carry the class.
 	v, err := dispatcher.FleetStatus(ctx, fl, scaler)
 	require.NoError(t, err)
 	classes := map[string]fleet.StopClass{}
 	for _, s := range v.RecentStops {
 		classes[s.ID] = s.Class
 	}
-	require.Contains(t, classes, task1)
-	require.Contains(t, classes, task2)
+	require.Equal(t, fleet.StopOOM, classes[task1])
+	require.Equal(t, fleet.StopSpot, classes[task2])
+	// task3 is active (the scaler may have started another for the job's
+	// second message, which stays visible while task3 runs the job).
+	var active []string
+	for _, w := range v.Active {
+		active = append(active, w.ID)
+	}
+	require.Contains(t, active, task3)
+	require.Empty(t, v.Scaler.WaitingFor, "provisioning works")
 }
 
 // noCapacity answers RunTask with Fargate's capacity failure (in
