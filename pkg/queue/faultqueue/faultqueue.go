@@ -1,12 +1,23 @@
 // Package faultqueue wraps a queue.Driver to inject what an SQS standard
 // queue (and the network to it) may do within its contract: calls refused as
-// unavailable, messages delivered twice (stored twice, as two messages with
-// one body), messages delivered late (an extra delay), messages that never
-// arrive (reported sent, never stored), deletes and visibility changes that
-// are acknowledged but do not happen (the message comes back after its
-// visibility timeout, or earlier than its receiver asked). The simulation
-// (package sim) and chaos runs use it to check that the job protocol keeps
-// its invariants over such a queue.
+// unavailable or as throttled, slow calls, entries of a batch that fail
+// alone while the others succeed, messages delivered twice (stored twice, as
+// two messages with one body), messages delivered late (an extra delay),
+// messages that never arrive (reported sent, never stored), deletes and
+// visibility changes that are acknowledged but do not happen (the message
+// comes back after its visibility timeout, or earlier than its receiver
+// asked). The simulation (package sim) uses it to check that the job
+// protocol keeps its invariants over such a queue. (The chaos runs of the
+// e2e suite run the real binaries, which open real queues: their faults are
+// killed processes and, on the aws profile, failed AWS requests injected by
+// package awsconfig.)
+//
+// Throttling is errcode.Unavailable, as sqsqueue maps SQS's
+// ThrottlingException and RequestThrottled (every adapter in jobfleet maps
+// throttling to Unavailable; ResourceExhausted is for quotas). Throttled
+// calls are counted apart from other unavailable ones and say so in their
+// message. A failed entry of a batch is errcode.Unavailable too, as
+// sqsqueue maps an entry SQS reports failed without blaming the sender.
 //
 // Which calls and entries are hit is drawn from a math/rand/v2 source: with
 // a seeded source and a single-threaded caller, a run is reproducible.
@@ -44,11 +55,25 @@ type Faults struct {
 	LoseDelete float64
 	// LoseVisibility: visibility changes reported done but not made.
 	LoseVisibility float64
+	// Throttled: calls (any but Name and Close) that fail before reaching
+	// the queue as SQS refuses a caller going too fast
+	// (ThrottlingException): errcode.Unavailable; nothing happens.
+	Throttled float64
+	// Slow: calls (any but Name and Close) that wait a random duration up
+	// to MaxLatency (through Options.Sleep) before they go on.
+	Slow       float64
+	MaxLatency time.Duration
+	// EntryUnavailable: entries of a Send, Delete or ChangeVisibility that
+	// fail alone with errcode.Unavailable and are not passed on (not
+	// sent, deleted or changed), while the other entries of the batch are.
+	// An entry that fails is not also lost, duplicated or delayed.
+	EntryUnavailable float64
 }
 
 // Stats counts the faults injected so far.
 type Stats struct {
 	Unavailable, Lost, Duplicated, Delayed, DeletesLost, VisibilityLost int
+	Throttled, Slow, EntryUnavailable                                   int
 }
 
 // Options configure Wrap. Nil options mean defaults.
@@ -58,6 +83,10 @@ type Options struct {
 	// Rand decides which calls and entries are hit (default: randomly
 	// seeded).
 	Rand *rand.Rand
+	// Sleep waits d for a slow call; it may return early with ctx's error,
+	// which the call then returns. The default waits on a real timer; a
+	// simulation passes a function that advances its fake clock.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Driver is a queue.Driver that injects faults into the calls it passes to
@@ -69,7 +98,8 @@ type Options struct {
 // dial.
 type Driver struct {
 	dial
-	d queue.Driver
+	d     queue.Driver
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // dial holds the faults, their counts and the random source.
@@ -82,8 +112,11 @@ func Wrap(d queue.Driver, opts *Options) *Driver {
 	if opts == nil {
 		opts = &Options{}
 	}
-	fd := &Driver{d: d}
+	fd := &Driver{d: d, sleep: opts.Sleep}
 	faultdial.Init(&fd.dial, opts.Faults, opts.Rand)
+	if fd.sleep == nil {
+		fd.sleep = sleep
+	}
 	return fd
 }
 
@@ -93,17 +126,53 @@ func New(d queue.Driver, opts *Options) (*queue.Queue, *Driver) {
 	return queue.New(fd), fd
 }
 
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // Unwrap returns the wrapped driver.
 func (d *Driver) Unwrap() queue.Driver { return d.d }
 
-// unavailable draws whether a call is refused.
-func (d *Driver) unavailable(op string) error {
+// before draws a call's faults, waits out a slow call and refuses an
+// unavailable or throttled one; op says what the call does.
+func (d *Driver) before(ctx context.Context, op string) error {
+	var latency time.Duration
+	var unavailable, throttled bool
 	dr := faultdial.Lock(&d.dial)
-	defer dr.Unlock()
-	if dr.Hit(dr.Faults().Unavailable, &dr.Stats().Unavailable) {
+	f, st := dr.Faults(), dr.Stats()
+	if f.MaxLatency > 0 && dr.Hit(f.Slow, &st.Slow) {
+		latency = time.Duration(dr.Int64N(int64(f.MaxLatency))) + 1
+	}
+	unavailable = dr.Hit(f.Unavailable, &st.Unavailable)
+	if !unavailable {
+		throttled = dr.Hit(f.Throttled, &st.Throttled)
+	}
+	dr.Unlock()
+
+	if latency > 0 {
+		if err := d.sleep(ctx, latency); err != nil {
+			return err
+		}
+	}
+	switch {
+	case unavailable:
 		return errcode.New(errcode.Unavailable, "%s %s: queue unavailable (injected)", op, d.d.Name())
+	case throttled:
+		return errcode.New(errcode.Unavailable, "%s %s: ThrottlingException: Rate exceeded (injected)", op, d.d.Name())
 	}
 	return nil
+}
+
+// entryUnavailable is the error of an entry that failed alone.
+func (d *Driver) entryUnavailable(op string) error {
+	return errcode.New(errcode.Unavailable, "%s %s: batch entry failed: InternalError (injected)", op, d.d.Name())
 }
 
 // Name returns the wrapped queue's name.
@@ -114,15 +183,15 @@ func (d *Driver) Close() error { return d.d.Close() }
 
 // fate is what happens to one sent entry.
 type fate struct {
-	lose, duplicate bool
-	n               int
-	extra           time.Duration
+	fail, lose, duplicate bool
+	n                     int
+	extra                 time.Duration
 }
 
-// Send passes entries to the wrapped driver: some are lost, duplicated or
-// delayed.
+// Send passes entries to the wrapped driver: some fail, and some are lost,
+// duplicated or delayed.
 func (d *Driver) Send(ctx context.Context, entries []queue.SendEntry) ([]queue.SendResult, error) {
-	if err := d.unavailable("send to"); err != nil {
+	if err := d.before(ctx, "send to"); err != nil {
 		return nil, err
 	}
 	fates := make([]fate, len(entries))
@@ -130,6 +199,9 @@ func (d *Driver) Send(ctx context.Context, entries []queue.SendEntry) ([]queue.S
 	f, st := dr.Faults(), dr.Stats()
 	for i := range entries {
 		switch {
+		case dr.Hit(f.EntryUnavailable, &st.EntryUnavailable):
+			fates[i].fail = true
+			continue
 		case dr.Hit(f.Lose, &st.Lost):
 			fates[i].lose, fates[i].n = true, st.Lost // the id reported for it
 			continue
@@ -146,7 +218,7 @@ func (d *Driver) Send(ctx context.Context, entries []queue.SendEntry) ([]queue.S
 	var pass []queue.SendEntry
 	var idx []int // index in entries of each passed entry; -1 for a duplicate copy
 	for i, e := range entries {
-		if fates[i].lose {
+		if fates[i].fail || fates[i].lose {
 			continue
 		}
 		e.Delay = min(e.Delay+fates[i].extra, queue.MaxDelay)
@@ -169,7 +241,10 @@ func (d *Driver) Send(ctx context.Context, entries []queue.SendEntry) ([]queue.S
 		}
 	}
 	for i := range entries {
-		if fates[i].lose {
+		switch {
+		case fates[i].fail:
+			out[i].Err = d.entryUnavailable("send to")
+		case fates[i].lose:
 			out[i].ID = fmt.Sprintf("lost-%d", fates[i].n)
 		}
 	}
@@ -178,48 +253,75 @@ func (d *Driver) Send(ctx context.Context, entries []queue.SendEntry) ([]queue.S
 
 // Receive passes the call to the wrapped driver.
 func (d *Driver) Receive(ctx context.Context, opts queue.ReceiveOptions) ([]*queue.Message, error) {
-	if err := d.unavailable("receive from"); err != nil {
+	if err := d.before(ctx, "receive from"); err != nil {
 		return nil, err
 	}
 	return d.d.Receive(ctx, opts)
 }
 
-// ChangeVisibility passes the changes to the wrapped driver; some are
-// reported done without being made.
+// ChangeVisibility passes the changes to the wrapped driver; some fail,
+// and some are reported done without being made.
 func (d *Driver) ChangeVisibility(ctx context.Context, changes []queue.VisibilityChange) ([]error, error) {
-	if err := d.unavailable("change visibility in"); err != nil {
+	const op = "change visibility in"
+	if err := d.before(ctx, op); err != nil {
 		return nil, err
 	}
-	lost := d.drop(len(changes), func(f Faults) float64 { return f.LoseVisibility }, func(s *Stats) *int { return &s.VisibilityLost })
-	return faultdial.Pass(changes, lost, func(pass []queue.VisibilityChange) ([]error, error) { return d.d.ChangeVisibility(ctx, pass) })
+	skip, failed := d.drop(len(changes), func(f Faults) float64 { return f.LoseVisibility }, func(s *Stats) *int { return &s.VisibilityLost })
+	out, err := faultdial.Pass(changes, skip, func(pass []queue.VisibilityChange) ([]error, error) { return d.d.ChangeVisibility(ctx, pass) })
+	return d.fail(op, out, failed), err
 }
 
-// Delete passes the handles to the wrapped driver; some are reported
-// deleted without being deleted.
+// Delete passes the handles to the wrapped driver; some fail, and some are
+// reported deleted without being deleted.
 func (d *Driver) Delete(ctx context.Context, handles []string) ([]error, error) {
-	if err := d.unavailable("delete from"); err != nil {
+	const op = "delete from"
+	if err := d.before(ctx, op); err != nil {
 		return nil, err
 	}
-	lost := d.drop(len(handles), func(f Faults) float64 { return f.LoseDelete }, func(s *Stats) *int { return &s.DeletesLost })
-	return faultdial.Pass(handles, lost, func(pass []string) ([]error, error) { return d.d.Delete(ctx, pass) })
+	skip, failed := d.drop(len(handles), func(f Faults) float64 { return f.LoseDelete }, func(s *Stats) *int { return &s.DeletesLost })
+	out, err := faultdial.Pass(handles, skip, func(pass []string) ([]error, error) { return d.d.Delete(ctx, pass) })
+	return d.fail(op, out, failed), err
 }
 
-// drop draws, for n entries, which to drop (true) and which to pass on;
-// p is the fault's probability and count its counter.
-func (d *Driver) drop(n int, p func(Faults) float64, count func(*Stats) *int) []bool {
+// drop draws, for n entries, which fail (failed) and which are lost; skip
+// marks both, the entries not to pass on. p is the loss's probability and
+// count its counter. failed is nil when no entry fails.
+func (d *Driver) drop(n int, p func(Faults) float64, count func(*Stats) *int) (skip, failed []bool) {
 	dr := faultdial.Lock(&d.dial)
 	defer dr.Unlock()
-	lost := make([]bool, n)
-	prob, dropped := p(dr.Faults()), count(dr.Stats())
-	for i := range lost {
-		lost[i] = dr.Hit(prob, dropped)
+	skip = make([]bool, n)
+	f, st := dr.Faults(), dr.Stats()
+	prob, dropped := p(f), count(st)
+	for i := range skip {
+		if dr.Hit(f.EntryUnavailable, &st.EntryUnavailable) {
+			if failed == nil {
+				failed = make([]bool, n)
+			}
+			failed[i], skip[i] = true, true
+			continue
+		}
+		skip[i] = dr.Hit(prob, dropped)
 	}
-	return lost
+	return skip, failed
+}
+
+// fail sets the error of each failed entry in a batch call's results; out
+// nil (the call failed) stays nil.
+func (d *Driver) fail(op string, out []error, failed []bool) []error {
+	if out == nil {
+		return nil
+	}
+	for i, f := range failed {
+		if f {
+			out[i] = d.entryUnavailable(op)
+		}
+	}
+	return out
 }
 
 // Depth passes the call to the wrapped driver.
 func (d *Driver) Depth(ctx context.Context) (queue.Depth, error) {
-	if err := d.unavailable("depth of"); err != nil {
+	if err := d.before(ctx, "depth of"); err != nil {
 		return queue.Depth{}, err
 	}
 	return d.d.Depth(ctx)
