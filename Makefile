@@ -33,8 +33,8 @@ DATA ?= $(CURDIR)/.jobfleet
 HTTP_ADDR ?= 127.0.0.1:8080
 
 # Fuzz targets: package and function, one per parser of outside input.
-FUZZ_TARGETS := dispatcher:FuzzDecodeSubmission dispatcher:FuzzParseRange fleet:FuzzParseEvent \
-	blob:FuzzValidKey job:FuzzSubmission job:FuzzDecodeMessage config:FuzzLoad
+FUZZ_TARGETS := dispatcher:FuzzDecodeSubmission dispatcher:FuzzParseRange dispatcher:FuzzDecodeBatch \
+	dispatcher:FuzzListQuery fleet:FuzzParseEvent blob:FuzzValidKey job:FuzzSubmission job:FuzzDecodeMessage config:FuzzLoad
 FUZZTIME ?= 1m
 
 .PHONY: all build test lint tidy fmt clean run moto vet fuzz bench

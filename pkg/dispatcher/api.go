@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -522,12 +523,19 @@ type ListResponse struct {
 	NextCursor string     `json:"next_cursor,omitempty"`
 }
 
-// listQuery parses GET /v1/jobs's query; unknown and repeated parameters
-// are refused, so a misspelt filter does not silently list everything.
+// listQuery parses GET /v1/jobs's query; unknown and repeated parameters,
+// and parts that cannot be read (a bad %-escape, a ';' separator), are
+// refused, so a misspelt filter does not silently list everything.
 func listQuery(r *http.Request) (jobstore.ListQuery, *requestError) {
 	var q jobstore.ListQuery
 	var probs []job.Problem
-	for name, vals := range r.URL.Query() {
+	// r.URL.Query would drop what it cannot read.
+	params, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		probs = append(probs, job.Problem{Field: "query", Detail: fmt.Sprintf(
+			"cannot be read: %v (separate parameters with &; percent-encode %%, & and ; in values)", err)})
+	}
+	for name, vals := range params {
 		if len(vals) > 1 {
 			probs = append(probs, job.Problem{Field: name, Detail: "is given more than once"})
 			continue
