@@ -34,7 +34,8 @@ type ScalerView struct {
 	// Follower: another dispatcher replica's scaler leads.
 	Follower bool `json:"follower,omitempty"`
 	// WaitingFor is why provisioning last fell short ("" when it did not):
-	// the capacity, ENI or throttling reason the jobs wait for.
+	// a capacity, ENI or throttling reason the jobs wait out, or one that
+	// needs an operator (a bad task definition, missing permissions).
 	WaitingFor string `json:"waiting_for,omitempty"`
 }
 
@@ -50,7 +51,8 @@ func FleetStatus(ctx context.Context, f *fleet.Fleet, s *Scaler) (*FleetView, er
 		v.Workers[w.LastStatus]++
 		switch {
 		case w.LastStatus == fleet.StatusStopped:
-			class := fleet.Classify(fleet.Event{LastStatus: w.LastStatus, DesiredStatus: w.DesiredStatus, StopCode: w.StopCode, Reason: w.Reason})
+			class := fleet.Classify(fleet.Event{LastStatus: w.LastStatus, DesiredStatus: w.DesiredStatus, StopCode: w.StopCode,
+				Reason: w.Reason, ExitCode: w.ExitCode, ContainerReason: w.ContainerReason})
 			v.RecentStops = append(v.RecentStops, StoppedWorker{Worker: w, Class: class})
 		case w.Active():
 			v.Active = append(v.Active, w)

@@ -359,12 +359,14 @@ func TestScalerForgetsAFailureNoLongerInTheWay(t *testing.T) {
 func TestFleetView(t *testing.T) {
 	t.Parallel()
 	stoppedAt := epoch.Add(-time.Minute)
+	oomExit := 137
 	ff := &fakeFleet{
 		listed: []fleet.Worker{
 			{ID: "task/b", LastStatus: fleet.StatusRunning, DesiredStatus: fleet.StatusRunning},
 			{ID: "task/a", LastStatus: fleet.StatusPending, DesiredStatus: fleet.StatusRunning},
 			{ID: "task/oom", LastStatus: fleet.StatusStopped, DesiredStatus: fleet.StatusStopped, StoppedAt: stoppedAt,
-				StopCode: fleet.StopEssentialContainerExited, Reason: "OutOfMemoryError: Container killed due to memory usage"},
+				StopCode: fleet.StopEssentialContainerExited, Reason: "Essential container in task exited",
+				ExitCode: &oomExit, ContainerReason: "OutOfMemoryError: Container killed due to memory usage"},
 			{ID: "task/spot", LastStatus: fleet.StatusStopped, DesiredStatus: fleet.StatusStopped, StoppedAt: stoppedAt.Add(time.Second),
 				StopCode: fleet.StopSpotInterruption, Reason: "Your Spot Task was interrupted."},
 		},
@@ -392,7 +394,8 @@ func TestFleetView(t *testing.T) {
 	require.Equal(t, "task/spot", v.RecentStops[0].ID, "newest first")
 	require.Equal(t, fleet.StopSpot, v.RecentStops[0].Class)
 	require.Equal(t, fleet.StopOOM, v.RecentStops[1].Class)
-	require.Contains(t, v.RecentStops[1].Reason, "OutOfMemoryError")
+	require.Contains(t, v.RecentStops[1].ContainerReason, "OutOfMemoryError")
+	require.Equal(t, 137, *v.RecentStops[1].ExitCode)
 	require.Equal(t, &dispatcher.ScalerView{Backlog: 3, Active: 2, Desired: 3, WaitingFor: "RESOURCE:ENI"}, v.Scaler)
 
 	// A dispatcher without a fleet says so.

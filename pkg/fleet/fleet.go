@@ -71,6 +71,11 @@ type Worker struct {
 	StoppedAt     time.Time `json:"stopped_at,omitzero"`
 	StopCode      string    `json:"stop_code,omitempty"`
 	Reason        string    `json:"reason,omitempty"`
+	// ExitCode and ContainerReason are the first container's that has an
+	// exit code (ECS reports an OOM kill there, e.g. "OutOfMemoryError:
+	// Container killed due to memory usage").
+	ExitCode        *int   `json:"exit_code,omitempty"`
+	ContainerReason string `json:"container_reason,omitempty"`
 }
 
 // Pending reports whether the worker is starting (counts toward capacity

@@ -160,6 +160,10 @@ func TestListMapsTasks(t *testing.T) {
 	spot.StopCode = types.TaskStopCodeSpotInterruption
 	spot.StoppedReason = aws.String("Your Spot Task was interrupted.")
 	spot.StoppedAt = aws.Time(epoch.Add(time.Hour))
+	// The first container with an exit code gives the worker's.
+	spot.Containers = []types.Container{{Name: aws.String("sidecar")},
+		{Name: aws.String("worker"), ExitCode: aws.Int32(137), Reason: aws.String("OutOfMemoryError: Container killed due to memory usage")},
+		{Name: aws.String("log"), ExitCode: aws.Int32(0)}}
 	c.add(spot)
 
 	failed := runningTask(5)
@@ -189,7 +193,8 @@ func TestListMapsTasks(t *testing.T) {
 		{ID: taskARN(2), LastStatus: "PENDING", DesiredStatus: "RUNNING", Health: "UNKNOWN", Addr: "10.0.2.5", CreatedAt: at(2, 0)},
 		{ID: taskARN(3), LastStatus: "RUNNING", DesiredStatus: "RUNNING", Addr: "10.0.3.9", CreatedAt: at(3, 0), StartedAt: at(3, 30*time.Second)},
 		{ID: taskARN(4), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: at(4, 0), StartedAt: at(4, 30*time.Second),
-			StoppedAt: epoch.Add(time.Hour), StopCode: fleet.StopSpotInterruption, Reason: "Your Spot Task was interrupted."},
+			StoppedAt: epoch.Add(time.Hour), StopCode: fleet.StopSpotInterruption, Reason: "Your Spot Task was interrupted.",
+			ExitCode: aws.Int(137), ContainerReason: "OutOfMemoryError: Container killed due to memory usage"},
 		{ID: taskARN(5), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: at(5, 0),
 			StoppedAt: epoch.Add(2 * time.Hour), StopCode: fleet.StopTaskFailedToStart, Reason: "CannotPullContainerError: pull image manifest has been retried 5 time(s)"},
 	}

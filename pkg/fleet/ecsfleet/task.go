@@ -33,7 +33,7 @@ func Family(taskDef string) string {
 
 // worker maps an ECS task to a fleet.Worker.
 func worker(t types.Task) fleet.Worker {
-	return fleet.Worker{
+	w := fleet.Worker{
 		ID:            aws.ToString(t.TaskArn),
 		LastStatus:    aws.ToString(t.LastStatus),
 		DesiredStatus: aws.ToString(t.DesiredStatus),
@@ -45,6 +45,14 @@ func worker(t types.Task) fleet.Worker {
 		StopCode:      string(t.StopCode),
 		Reason:        aws.ToString(t.StoppedReason),
 	}
+	for _, c := range t.Containers {
+		if c.ExitCode != nil {
+			code := int(*c.ExitCode)
+			w.ExitCode, w.ContainerReason = &code, aws.ToString(c.Reason)
+			break
+		}
+	}
+	return w
 }
 
 func utc(t *time.Time) time.Time {

@@ -109,14 +109,16 @@ func scanRow(s scanner) (row, error) {
 
 func (r row) worker() fleet.Worker {
 	return fleet.Worker{
-		ID:            r.ID,
-		LastStatus:    r.LastStatus,
-		DesiredStatus: r.DesiredStatus,
-		CreatedAt:     r.CreatedAt,
-		StartedAt:     r.StartedAt,
-		StoppedAt:     r.StoppedAt,
-		StopCode:      r.StopCode,
-		Reason:        r.Reason,
+		ID:              r.ID,
+		LastStatus:      r.LastStatus,
+		DesiredStatus:   r.DesiredStatus,
+		CreatedAt:       r.CreatedAt,
+		StartedAt:       r.StartedAt,
+		StoppedAt:       r.StoppedAt,
+		StopCode:        r.StopCode,
+		Reason:          r.Reason,
+		ExitCode:        r.ExitCode,
+		ContainerReason: r.ContainerReason,
 	}
 }
 
