@@ -86,7 +86,7 @@ func Wrap(d blob.Driver, opts *Options) *Driver {
 	fd := &Driver{d: d, sleep: opts.Sleep}
 	faultdial.Init(&fd.dial, opts.Faults, opts.Rand)
 	if fd.sleep == nil {
-		fd.sleep = sleep
+		fd.sleep = faultdial.Sleep
 	}
 	return fd
 }
@@ -95,17 +95,6 @@ func Wrap(d blob.Driver, opts *Options) *Driver {
 func New(d blob.Driver, opts *Options) (*blob.Bucket, *Driver) {
 	fd := Wrap(d, opts)
 	return blob.New(fd), fd
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Unwrap returns the wrapped driver.

@@ -105,7 +105,7 @@ func Wrap(d fleet.Driver, opts *Options) *Driver {
 	fd := &Driver{d: d, sleep: opts.Sleep}
 	faultdial.Init(&fd.dial, opts.Faults, opts.Rand)
 	if fd.sleep == nil {
-		fd.sleep = sleep
+		fd.sleep = faultdial.Sleep
 	}
 	return fd
 }
@@ -114,17 +114,6 @@ func Wrap(d fleet.Driver, opts *Options) *Driver {
 func New(d fleet.Driver, opts *Options) (*fleet.Fleet, *Driver) {
 	fd := Wrap(d, opts)
 	return fleet.New(fd), fd
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Unwrap returns the wrapped driver.

@@ -1,5 +1,5 @@
 // Package faultdial is what the fault-injecting wrappers (faultjobstore,
-// faultqueue) share. A Dial is the control a wrapper keeps beside the driver
+// faultqueue, faultblob, faultfleet) share. A Dial is the control a wrapper keeps beside the driver
 // it wraps: the faults it injects (F, a struct of probabilities), the counts
 // of the faults it has injected (S, a struct of int counters), and the
 // math/rand/v2 source that decides each fault, all behind one mutex. Pass
@@ -16,8 +16,10 @@
 package faultdial
 
 import (
+	"context"
 	"math/rand/v2"
 	"sync"
+	"time"
 )
 
 // Dial holds a wrapper's faults, its counts and its random source. Set it up
@@ -129,4 +131,17 @@ func Pass[E, R any](entries []E, skip []bool, call func([]E) ([]R, error)) ([]R,
 		out[idx[k]] = r
 	}
 	return out, nil
+}
+
+// Sleep is the wrappers' default wait for an injected latency: d, or less
+// when ctx ends first (then ctx's error).
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

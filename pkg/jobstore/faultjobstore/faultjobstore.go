@@ -3,8 +3,10 @@
 // blip), single entries of a batch refused while the rest go through, writes
 // that land but whose answer is lost (a timeout after the write: the caller
 // sees errcode.Unavailable and cannot tell), and slow calls. The simulation
-// (package sim) and chaos runs use it to check that the protocol keeps its
-// invariants when the store misbehaves in every way the contract allows.
+// (package sim) and the worker's tests use it to check that the protocol
+// keeps its invariants when the store misbehaves in every way the contract
+// allows. (The chaos e2e runs real binaries; on the aws profile its faults
+// come from awsconfig's injected request failures.)
 //
 // Which calls fail is drawn from a math/rand/v2 source: with a seeded source
 // and a single-threaded caller, a run is reproducible. Faults can be changed
@@ -90,20 +92,9 @@ func Wrap(d jobstore.Driver, opts *Options) *Driver {
 	fd := &Driver{d: d, sleep: opts.Sleep}
 	faultdial.Init(&fd.dial, opts.Faults, opts.Rand)
 	if fd.sleep == nil {
-		fd.sleep = sleep
+		fd.sleep = faultdial.Sleep
 	}
 	return fd
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Unwrap returns the wrapped driver.

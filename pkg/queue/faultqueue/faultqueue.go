@@ -115,7 +115,7 @@ func Wrap(d queue.Driver, opts *Options) *Driver {
 	fd := &Driver{d: d, sleep: opts.Sleep}
 	faultdial.Init(&fd.dial, opts.Faults, opts.Rand)
 	if fd.sleep == nil {
-		fd.sleep = sleep
+		fd.sleep = faultdial.Sleep
 	}
 	return fd
 }
@@ -124,17 +124,6 @@ func Wrap(d queue.Driver, opts *Options) *Driver {
 func New(d queue.Driver, opts *Options) (*queue.Queue, *Driver) {
 	fd := Wrap(d, opts)
 	return queue.New(fd), fd
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Unwrap returns the wrapped driver.
