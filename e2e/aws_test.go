@@ -56,13 +56,16 @@ func TestIngressOverSQS(t *testing.T) {
 		`{"type":"no_such_type"}`:                                  `no handler is registered for type "no_such_type"`,
 		`{"type":"sleep","payload":{"seconds":"ten"}}`:             "payload",
 		`{"type":"echo","key":"` + strings.Repeat("k", 300) + `"}`: "key",
+		`{"type":"echo","payload_ref":"../../etc/passwd"}`:         "payload_ref",
 	}
 	// The Go SDK.
 	good["go"] = `{"from":"go"}`
 	_, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: in, MessageBody: aws.String(`{"type":"echo","payload":{"from":"go"}}`)})
 	require.NoError(t, err)
-	_, err = c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: in, MessageBody: aws.String(`{"type":"echo","nonsense":1}`)})
-	require.NoError(t, err)
+	for _, body := range []string{`{"type":"echo","nonsense":1}`, `{"type":"echo","payload_ref":"../../etc/passwd"}`} {
+		_, err = c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: in, MessageBody: aws.String(body)})
+		require.NoError(t, err)
+	}
 	// The aws CLI.
 	if cli, err := exec.LookPath("aws"); err == nil {
 		good["cli"] = `{"from":"cli"}`

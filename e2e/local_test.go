@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -364,6 +367,20 @@ func testBadInputAnswered(t *testing.T, opts options) {
 	// Path traversal in ids is just a missing job.
 	_, err := s.Client.Get(context.Background(), "../../etc/passwd")
 	require.True(t, errors.Is(err, errcode.NotFound) || errors.Is(err, errcode.InvalidArgument), "%v", err)
+	// Raw paths, as a client that does not clean them sends them: never a
+	// file's content, never a 5xx.
+	for _, path := range []string{
+		"/v1/jobs/../../../../etc/passwd",
+		"/v1/jobs/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+		"/v1/jobs/..%2F..%2Fdata%2Fjobs.db/result",
+		"/v1/jobs/%2e%2e/logs",
+		"/v1/jobs/x/logs?attempt=../../1",
+	} {
+		status, body := rawGet(t, strings.TrimPrefix(s.URL, "http://"), path)
+		require.True(t, status >= 300 && status < 500, "%s: %d %s", path, status, body)
+		require.NotContains(t, body, "root:", path)
+		require.NotContains(t, body, "SQLite format", path)
+	}
 	// And the service still works.
 	j := submit(t, s, job.Submission{Type: "echo"})
 	require.Equal(t, job.Succeeded, s.wait(j.ID, 30*time.Second).Status)
@@ -380,13 +397,8 @@ func TestFleetScalesOutAndIn(t *testing.T) {
 		ids = append(ids, submit(t, s, job.Submission{Type: "sleep", Payload: json.RawMessage(`{"seconds":1}`)}).ID)
 	}
 	peak := 0
-	seen := map[int]bool{}
 	require.Eventually(t, func() bool {
-		pids := s.workerPIDs()
-		peak = max(peak, len(pids))
-		for _, p := range pids {
-			seen[p] = true
-		}
+		peak = max(peak, len(s.workerPIDs()))
 		return peak == 3
 	}, 20*time.Second, 20*time.Millisecond, "the fleet never reached its max of 3")
 	for _, id := range ids {
@@ -451,4 +463,21 @@ func fleetView(t *testing.T, s *System) dispatcher.FleetView {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&view))
 	return view
+}
+
+// rawGet sends GET path exactly as given (no cleaning, no escaping) and
+// returns the status and body.
+func rawGet(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr)
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
