@@ -1,6 +1,10 @@
 package fleet
 
-import "strings"
+import (
+	"slices"
+	"strings"
+	"unicode"
+)
 
 // StopClass is why a worker stopped, as the reaper counts it.
 type StopClass string
@@ -28,7 +32,7 @@ func Classify(e Event) StopClass {
 	reason := strings.ToLower(e.Reason + " " + e.ContainerReason)
 	killed := e.ExitCode != nil && *e.ExitCode == 137
 	switch {
-	case strings.Contains(reason, "outofmemory") || strings.Contains(reason, "oom") || (killed && strings.Contains(reason, "memory")):
+	case strings.Contains(reason, "outofmemory") || hasWord(reason, "oom") || (killed && strings.Contains(reason, "memory")):
 		return StopOOM
 	case e.StopCode == StopSpotInterruption || e.StopCode == StopTerminationNotice || strings.Contains(reason, "spot task was interrupted"):
 		return StopSpot
@@ -56,4 +60,10 @@ func (c StopClass) BlamesJob() bool {
 		return true
 	}
 	return false
+}
+
+// hasWord reports whether s holds w as a whole word ("oom" in "OOM killed"
+// or "oom-kill", not in "room").
+func hasWord(s, w string) bool {
+	return slices.Contains(strings.FieldsFunc(s, func(r rune) bool { return !unicode.IsLetter(r) }), w)
 }

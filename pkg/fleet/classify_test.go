@@ -21,6 +21,8 @@ func TestClassify(t *testing.T) {
 		{"oom by container reason", fleet.Event{StopCode: fleet.StopEssentialContainerExited, Reason: exited, ExitCode: exit(137),
 			ContainerReason: "OutOfMemoryError: Container killed due to memory usage"}, fleet.StopOOM},
 		{"oom by task reason", fleet.Event{Reason: "OutOfMemoryError"}, fleet.StopOOM},
+		{"oom as a word", fleet.Event{StopCode: fleet.StopEssentialContainerExited, ExitCode: exit(1), ContainerReason: "oom-kill"}, fleet.StopOOM},
+		{"oom inside a word is not", fleet.Event{StopCode: fleet.StopEssentialContainerExited, ExitCode: exit(1), ContainerReason: "no room left on device"}, fleet.StopCrashed},
 		{"oom by reason after a stop request", fleet.Event{StopCode: fleet.StopUserInitiated, ExitCode: exit(137),
 			ContainerReason: "OutOfMemoryError: Container killed due to memory usage"}, fleet.StopOOM},
 		{"oom by exit 137", fleet.Event{StopCode: fleet.StopEssentialContainerExited, Reason: exited, ExitCode: exit(137)}, fleet.StopOOM},
