@@ -22,6 +22,11 @@
 //     past the queue's delay limit (SCHEDULED), some with a start deadline
 //     (start_within), some invalid (answered with an error). Cancels go through dispatcher.Service.Cancel; a client
 //     reads jobs now and then, and every acknowledged job at the end.
+//     The dispatcher keeps no state between calls, so its crash is not a
+//     fault of its own here: a crash inside Submit looks from outside like
+//     the faults below — a create applied with its answer lost, a send lost
+//     — followed by the producer's retry with the same id, and those are
+//     injected.
 //   - Reapers (one, or two racing): reaper.Reaper.Sweep (lease expiry,
 //     timeouts, resends, promotions, the work DLQ) every sweep interval,
 //     and reaper.Reaper.HandleEvent for fleet STOPPED events.
