@@ -394,6 +394,9 @@ func (a *API) refuse(w http.ResponseWriter, r *http.Request, e *requestError) {
 // problem.
 func (a *API) outcome(r *http.Request, res Result) (int, *JobView, *Problem) {
 	if res.Err != nil {
+		if reason := RejectReason(res.Err); reason != "" {
+			a.m.Rejected.WithLabelValues("http", reason).Inc()
+		}
 		p := a.problem(r, res.Err, nil)
 		return p.Status, nil, p
 	}

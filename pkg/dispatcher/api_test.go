@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobfleet/jobfleet/pkg/blob"
@@ -372,6 +373,25 @@ func TestSubmitDeduplicates(t *testing.T) {
 	e.call("POST", "/v1/jobs/"+first.ID+"/cancel", nil).view(t, http.StatusOK)
 	second := e.submit(`{"type":"echo","key":"order-42","payload":{"n":2}}`)
 	require.NotEqual(t, first.ID, second.ID)
+}
+
+// jobfleet_submissions_rejected_total counts each refusal once, by reason;
+// a deduplicated submission is no refusal.
+func TestRejectionsCounted(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	e.submit(`{"type":"echo","key":"k","payload":1}`)
+	e.call("POST", "/v1/jobs", `{"type":"echo","key":"k","payload":1}`).view(t, http.StatusOK)
+	e.call("POST", "/v1/jobs", `{"type":"echo","key":"k","payload":2}`).problem(t, http.StatusConflict)
+	e.call("POST", "/v1/jobs", `{"type":"no_such_type"}`).problem(t, http.StatusBadRequest)
+	e.call("POST", "/v1/jobs", `{"type":`).problem(t, http.StatusBadRequest)
+	r := e.call("POST", "/v1/jobs/batch", `{"jobs":[{"type":"echo"},{"type":"no_such_type"},{"type":"echo","key":"k","payload":3}]}`)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	rejected := func(reason string) float64 { return testutil.ToFloat64(e.m.Rejected.WithLabelValues("http", reason)) }
+	require.Equal(t, 2.0, rejected("key_conflict"))
+	require.Equal(t, 2.0, rejected("invalid"))
+	require.Equal(t, 1.0, rejected("malformed"))
+	require.Equal(t, 3, testutil.CollectAndCount(e.m.Rejected))
 }
 
 func TestSubmitBatch(t *testing.T) {

@@ -106,8 +106,7 @@ func (in *Ingress) Poll(ctx context.Context) (IngressResult, error) {
 	for _, m := range msgs {
 		sub, rerr := decodeSubmission(m.Body, "the message", true)
 		if rerr != nil {
-			in.m.Rejected.WithLabelValues("ingress", "malformed").Inc()
-			if in.reject(ctx, m, rerr.p.Detail+details(rerr.p), errcode.InvalidArgument) {
+			if in.reject(ctx, m, rerr.p.Detail+details(rerr.p), errcode.InvalidArgument, "malformed") {
 				done = append(done, m.Handle)
 			}
 			res.Rejected++
@@ -133,9 +132,9 @@ func (in *Ingress) Poll(ctx context.Context) (IngressResult, error) {
 					res.Submitted++
 				}
 				done = append(done, m.Handle)
-			case errcode.Of(r.Err) == errcode.InvalidArgument || errors.Is(r.Err, ErrKeyConflict):
+			case RejectReason(r.Err) != "":
 				res.Rejected++
-				if in.reject(ctx, m, r.Err.Error(), errcode.Of(r.Err)) {
+				if in.reject(ctx, m, r.Err.Error(), errcode.Of(r.Err), RejectReason(r.Err)) {
 					done = append(done, m.Handle)
 				}
 			default:
@@ -160,10 +159,15 @@ func details(p *Problem) string {
 }
 
 // reject moves a message to the DLQ with the reason; it reports whether the
-// original may be deleted (without a DLQ, it is deleted after logging). The
-// rejection is counted where it is decided: in Poll for a message that does
-// not decode, in Service.Submit for a submission it refuses.
-func (in *Ingress) reject(ctx context.Context, m *queue.Message, reason string, code errcode.Code) bool {
+// original may be deleted (without a DLQ, it is deleted after logging). A
+// rejection is counted (under class) once the message has left the queue
+// that way, so a message that comes back is not counted twice.
+func (in *Ingress) reject(ctx context.Context, m *queue.Message, reason string, code errcode.Code, class string) (gone bool) {
+	defer func() {
+		if gone {
+			in.m.Rejected.WithLabelValues("ingress", class).Inc()
+		}
+	}()
 	in.log.Warn("ingress message rejected", "message_id", m.ID, "reason", reason)
 	if in.o.DLQ == nil {
 		return true

@@ -146,7 +146,6 @@ func (s *Service) Submit(ctx context.Context, reqs ...Request) ([]Result, error)
 		sub := r.Submission
 		if err := s.validate(ctx, &sub, now); err != nil {
 			out[i].Err = err
-			s.m.Rejected.WithLabelValues(source(r.Source), "invalid").Inc()
 			continue
 		}
 		id := r.ID
@@ -198,7 +197,6 @@ func (s *Service) Submit(ctx context.Context, reqs ...Request) ([]Result, error)
 		case errors.Is(cr.Err, errcode.AlreadyExists):
 			if cr.HolderPayloadHash != j.PayloadHash {
 				out[i].Err = errcode.Wrap(errcode.AlreadyExists, &KeyConflictError{Key: j.Key, Holder: cr.Holder}, "")
-				s.m.Rejected.WithLabelValues(source(reqs[i].Source), "key_conflict").Inc()
 				s.dropPayload(ctx, j)
 				continue
 			}
@@ -215,7 +213,6 @@ func (s *Service) Submit(ctx context.Context, reqs ...Request) ([]Result, error)
 			// answer: keep the payload its job would need.
 			out[i].Err = cr.Err
 			if errcode.Of(cr.Err) == errcode.InvalidArgument {
-				s.m.Rejected.WithLabelValues(source(reqs[i].Source), "invalid").Inc()
 				s.dropPayload(ctx, j)
 			}
 		}
@@ -228,11 +225,19 @@ func (s *Service) Submit(ctx context.Context, reqs ...Request) ([]Result, error)
 	return out, nil
 }
 
-func source(s string) string {
-	if s == "" {
-		return "http"
+// RejectReason says how a submission's error counts in
+// jobfleet_submissions_rejected_total: "key_conflict" or "invalid" for a
+// refusal the caller must fix, "" for an error worth retrying (not a
+// refusal). Callers count where the refusal is answered: the API per
+// answered submission, the ingress per dead-lettered message.
+func RejectReason(err error) string {
+	switch {
+	case errors.Is(err, ErrKeyConflict):
+		return "key_conflict"
+	case errcode.Of(err) == errcode.InvalidArgument:
+		return "invalid"
 	}
-	return s
+	return ""
 }
 
 // validate checks a submission against the limits and, for known types,
