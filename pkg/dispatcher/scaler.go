@@ -233,61 +233,96 @@ func (s *Scaler) Scale(ctx context.Context) (d Decision, err error) {
 	if need <= 0 {
 		// Nothing falls short (the backlog drained, its jobs were
 		// cancelled, or workers came up): a past failure no longer
-		// explains any wait. The backoff stays, for the next need.
-		s.clearFailure(ctx, now)
+		// explains any wait. The backoff stays, for the next need. Only
+		// the leader touches the notes, so a replica that led once does
+		// not wipe the current leader's.
+		if s.LastFailure() != "" {
+			lead, err := s.leads(ctx)
+			if err != nil || !lead {
+				d.Follower = !lead
+				return d, err
+			}
+			s.clearFailure(ctx, now)
+		}
 		return d, nil
 	}
 	if now.Before(retryAt) {
 		return d, nil
 	}
-	if s.o.Elector != nil {
-		lead, err := s.o.Elector.Leader(ctx)
-		if err != nil || !lead {
-			d.Follower = true
-			return d, err
-		}
+	if lead, err := s.leads(ctx); err != nil || !lead {
+		d.Follower = !lead
+		return d, err
 	}
 	p, err := s.fleet.Provision(ctx, need)
 	d.Provisioned = len(p.Workers)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, w := range p.Workers {
-		s.recent[w.ID] = now
-	}
 	s.m.Provisioned.Add(float64(len(p.Workers)))
-	retry := false
+	// A failure only an operator can fix is the one to report, whatever
+	// else fell short with it.
+	retry, fatal := false, ""
 	for _, f := range p.Failures {
 		d.Failed += f.Count
 		d.Reason = f.Reason
 		s.m.ProvisionFailures.WithLabelValues(reasonLabel(f.Reason)).Add(float64(f.Count))
 		retry = retry || f.Retryable
+		if !f.Retryable && fatal == "" {
+			fatal = f.Reason
+		}
 	}
 	if err != nil {
 		d.Reason = err.Error()
 		s.m.ProvisionFailures.WithLabelValues("error").Add(float64(need - d.Provisioned))
-		retry = retry || errcode.Retryable(err) || errors.Is(err, context.DeadlineExceeded)
+		transient := errcode.Retryable(err) || errors.Is(err, context.DeadlineExceeded)
+		retry = retry || transient
+		if !transient && fatal == "" {
+			fatal = d.Reason
+		}
 	}
-	switch {
-	case retry || d.Failed > 0 || err != nil:
+	if fatal != "" {
+		d.Reason = fatal
+	}
+	failed := retry || d.Failed > 0 || err != nil
+	// The state changes under the lock; the notes (store writes) are
+	// written after it, so that Last does not wait for them.
+	s.mu.Lock()
+	for _, w := range p.Workers {
+		s.recent[w.ID] = now
+	}
+	had := s.lastFailure != ""
+	if failed {
 		s.failBackoff = min(max(2*s.failBackoff, time.Second), time.Minute)
 		s.retryAt = now.Add(s.failBackoff)
 		s.lastFailure = d.Reason
-		s.log.Warn("provisioning fell short", "wanted", need, "started", d.Provisioned, "reason", d.Reason, "retryable", retry, "retry_in", s.failBackoff.String())
-		if retry {
+	} else {
+		s.failBackoff, s.lastFailure = 0, ""
+	}
+	backoff := s.failBackoff
+	s.mu.Unlock()
+	switch {
+	case failed:
+		s.log.Warn("provisioning fell short", "wanted", need, "started", d.Provisioned, "reason", d.Reason, "retryable", fatal == "", "retry_in", backoff.String())
+		if fatal == "" {
 			s.note(ctx, now, noteWaitingForCapacity+d.Reason)
 		} else {
 			s.note(ctx, now, noteCannotProvision+d.Reason)
 		}
 	default:
-		if s.lastFailure != "" {
+		if had {
 			s.note(ctx, now, "")
 		}
-		s.failBackoff, s.lastFailure = 0, ""
 		if d.Provisioned > 0 {
 			s.log.Info("provisioned workers", "n", d.Provisioned, "backlog", d.Backlog, "active", d.Active, "desired", d.Desired)
 		}
 	}
 	return d, err
+}
+
+// leads reports whether this scaler may provision: always without an
+// elector, else while it holds the lease.
+func (s *Scaler) leads(ctx context.Context) (bool, error) {
+	if s.o.Elector == nil {
+		return true, nil
+	}
+	return s.o.Elector.Leader(ctx)
 }
 
 // The notes on queued jobs while provisioning falls short, followed by

@@ -300,6 +300,19 @@ func TestScalerNotesFailuresThatNeedAnOperator(t *testing.T) {
 	j, err = e.store.Get(t.Context(), v.ID)
 	require.NoError(t, err)
 	require.Equal(t, "waiting for capacity: throttled", j.Detail)
+
+	// Mixed: what needs an operator is reported, whatever came after it.
+	ff.mu.Lock()
+	ff.err = nil
+	ff.failures = []fleet.Failure{{Count: 1, Reason: reason}, {Count: 1, Reason: "RESOURCE:ENI", Retryable: true}}
+	ff.mu.Unlock()
+	e.submit(`{"type":"echo"}`)
+	e.clk.Advance(time.Minute)
+	_, err = s.Scale(t.Context())
+	require.NoError(t, err)
+	j, err = e.store.Get(t.Context(), v.ID)
+	require.NoError(t, err)
+	require.Equal(t, "cannot provision workers: "+reason, j.Detail)
 }
 
 // A failure stops explaining anything once a check needs no more workers,
