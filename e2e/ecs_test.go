@@ -75,7 +75,8 @@ func TestECSFleetOnMoto(t *testing.T) {
 
 	// RunTask reports no capacity twice (as failures[], the way Fargate
 	// does), then launches.
-	api := &noCapacity{API: ecsmoto.New(ecsClient), left: 2}
+	moto := ecsmoto.New(ecsClient)
+	api := &noCapacity{API: moto, left: 2}
 	fl, err := ecsfleet.Open(ctx, api, fleets.ECSOptions(cfg))
 	require.NoError(t, err)
 	t.Cleanup(func() { fl.Close() })
@@ -220,10 +221,11 @@ func TestECSFleetOnMoto(t *testing.T) {
 	// runs it.
 	w1 := startWorker(task1, 500*time.Millisecond)
 	require.Eventually(t, func() bool { j := get(a.ID); return j.Status == job.Running && j.Owner == task1 }, 30*time.Second, 20*time.Millisecond)
-	// moto keeps the StopTask reason as the task's stopped reason and
-	// reports stop code UserInitiated; the fleet's listing classifies by
-	// those two, so the reason carries the OOM for the view checked below.
-	_, err = ecsClient.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(cluster), Task: aws.String(task1), Reason: aws.String("OutOfMemoryError: Container killed due to memory usage")})
+	// What ECS lists for such a task (moto only stops tasks on request):
+	// stop code EssentialContainerExited, the container's exit code 137
+	// and its OutOfMemoryError reason.
+	moto.Exit(task1, 137, "OutOfMemoryError: Container killed due to memory usage")
+	_, err = ecsClient.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(cluster), Task: aws.String(task1), Reason: aws.String("moto: stand-in for the container's exit")})
 	require.NoError(t, err)
 	sent := time.Now()
 	event(task1, fleet.StatusStopped, fleet.StopEssentialContainerExited, "Essential container in task exited", aws.Int(137), 3)
@@ -304,10 +306,9 @@ func TestECSFleetOnMoto(t *testing.T) {
 	require.Equal(t, 3, j.Attempt)
 	require.Equal(t, failures, j.Failures)
 
-	// GET /v1/fleet's view: both tasks stopped, classified. The view reads
-	// ECS's task listing, which has a task's stop code and stopped reason
-	// but no exit code, so an exit 137 alone cannot make it say oom there;
-	// here the reasons given to StopTask (above) carry the class.
+	// GET /v1/fleet's view: both tasks stopped, classified from ECS's task
+	// listing (stop code, stopped reason, the container's exit code and
+	// reason).
 	v, err := dispatcher.FleetStatus(ctx, fl, scaler)
 	require.NoError(t, err)
 	classes := map[string]fleet.StopClass{}

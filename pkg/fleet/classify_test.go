@@ -26,7 +26,11 @@ func TestClassify(t *testing.T) {
 		{"oom by reason after a stop request", fleet.Event{StopCode: fleet.StopUserInitiated, ExitCode: exit(137),
 			ContainerReason: "OutOfMemoryError: Container killed due to memory usage"}, fleet.StopOOM},
 		{"oom by exit 137", fleet.Event{StopCode: fleet.StopEssentialContainerExited, Reason: exited, ExitCode: exit(137)}, fleet.StopOOM},
-		{"oom by exit 137, no stop code", fleet.Event{ExitCode: exit(137), ContainerReason: "killed by signal 9 (killed)"}, fleet.StopOOM},
+		{"exit 137 without a stop code is a crash", fleet.Event{ExitCode: exit(137), ContainerReason: "killed by signal 9 (killed)"}, fleet.StopCrashed},
+		{"oom killed, docker's word", fleet.Event{StopCode: fleet.StopEssentialContainerExited, ExitCode: exit(137), ContainerReason: "OOMKilled"}, fleet.StopOOM},
+		{"a user stop's free text is not an oom", fleet.Event{StopCode: fleet.StopUserInitiated, Reason: "OOM debugging", ExitCode: exit(0)}, fleet.StopScaleIn},
+		{"infrastructure health", fleet.Event{StopCode: fleet.StopInfrastructureHealth, Reason: "Task is being retired", ExitCode: exit(137)}, fleet.StopInfrastructure},
+		{"unknown stop code with 137", fleet.Event{StopCode: "SomethingNew", Reason: "Task is being retired", ExitCode: exit(137)}, fleet.StopUnknown},
 		{"spot by stop code", fleet.Event{StopCode: fleet.StopSpotInterruption}, fleet.StopSpot},
 		{"spot by termination notice", fleet.Event{StopCode: fleet.StopTerminationNotice}, fleet.StopSpot},
 		{"spot by reason", fleet.Event{StopCode: fleet.StopUserInitiated, Reason: "Your Spot Task was interrupted."}, fleet.StopSpot},
@@ -65,14 +69,29 @@ func TestClassify(t *testing.T) {
 func TestStopClassBlamesJob(t *testing.T) {
 	t.Parallel()
 	for class, blames := range map[fleet.StopClass]bool{
-		fleet.StopOOM:           true,
-		fleet.StopCrashed:       true,
-		fleet.StopUnknown:       true,
-		fleet.StopSpot:          false,
-		fleet.StopFailedToStart: false,
-		fleet.StopExited:        false,
-		fleet.StopScaleIn:       false,
+		fleet.StopOOM:            true,
+		fleet.StopCrashed:        true,
+		fleet.StopUnknown:        true,
+		fleet.StopSpot:           false,
+		fleet.StopFailedToStart:  false,
+		fleet.StopExited:         false,
+		fleet.StopScaleIn:        false,
+		fleet.StopInfrastructure: false,
 	} {
 		require.Equal(t, blames, class.BlamesJob(), "%s", class)
 	}
+}
+
+// The event's exit code is the failing container's, not an init
+// container's or a sidecar's 0, wherever it is in the list.
+func TestParseEventPicksTheFailingContainer(t *testing.T) {
+	t.Parallel()
+	e, err := fleet.ParseEvent([]byte(`{"id":"e1","detail-type":"ECS Task State Change","source":"aws.ecs","time":"2026-11-27T10:00:00Z",
+		"detail":{"taskArn":"arn:aws:ecs:us-east-1:1:task/c/t","lastStatus":"STOPPED","desiredStatus":"STOPPED","stopCode":"EssentialContainerExited",
+		"stoppedReason":"Essential container in task exited","version":3,
+		"containers":[{"name":"init","exitCode":0},{"name":"log"},{"name":"worker","exitCode":137,"reason":"OutOfMemoryError: Container killed due to memory usage"}]}}`))
+	require.NoError(t, err)
+	require.Equal(t, 137, *e.ExitCode)
+	require.Contains(t, e.ContainerReason, "OutOfMemoryError")
+	require.Equal(t, fleet.StopOOM, fleet.Classify(e))
 }

@@ -31,7 +31,8 @@ type Event struct {
 	DesiredStatus string
 	StopCode      string // detail.stopCode
 	Reason        string // detail.stoppedReason
-	// ExitCode is the exit code of the first container that has one; nil
+	// ExitCode is the exit code of the first container that exited
+	// non-zero, else of the first that has one; nil
 	// when no container ran to an exit (e.g. it never started).
 	ExitCode        *int
 	ContainerReason string // the container's reason, e.g. "OutOfMemoryError: ..."
@@ -173,12 +174,14 @@ func ParseEvent(body []byte) (Event, error) {
 		}
 		e.Version = v
 	}
+	// The container that tells why: the first that exited non-zero (an init
+	// container's or a sidecar's 0 says nothing), else the first with an
+	// exit code.
 	for _, c := range d.Containers {
-		if c.ExitCode != nil {
+		if c.ExitCode != nil && (e.ExitCode == nil || *e.ExitCode == 0 && *c.ExitCode != 0) {
 			code := *c.ExitCode
 			e.ExitCode = &code
 			e.ContainerReason = c.Reason
-			break
 		}
 		if e.ContainerReason == "" {
 			e.ContainerReason = c.Reason

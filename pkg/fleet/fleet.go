@@ -57,6 +57,7 @@ const (
 	StopServiceSchedulerInitiated = "ServiceSchedulerInitiated"
 	StopSpotInterruption          = "SpotInterruption"
 	StopTerminationNotice         = "TerminationNotice"
+	StopInfrastructureHealth      = "InfrastructureHealth"
 )
 
 // Worker is one worker as the fleet sees it.

@@ -485,7 +485,7 @@ func (d *driver) Provision(ctx context.Context, n int) (fleet.Provisioned, error
 		if len(p.Workers) == k {
 			break
 		}
-		p.Workers = append(p.Workers, worker(t))
+		p.Workers = append(p.Workers, worker(t, d.o.ContainerName))
 	}
 	if missing := k - len(p.Workers); missing > 0 {
 		d.launches.refund(missing)
@@ -606,7 +606,7 @@ func (d *driver) List(ctx context.Context) ([]fleet.Worker, error) {
 				continue
 			}
 			listed[id] = true
-			ws = append(ws, worker(t))
+			ws = append(ws, worker(t, d.o.ContainerName))
 		}
 	}
 	slices.SortFunc(ws, func(a, b fleet.Worker) int {

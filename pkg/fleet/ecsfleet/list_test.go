@@ -126,7 +126,7 @@ func TestListSameNextTokenTwice(t *testing.T) {
 
 func TestListMapsTasks(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
+	b := setup(t, func(o *Options) { o.ContainerName = "worker" })
 	c := cluster{}
 
 	running := runningTask(1)
@@ -160,10 +160,11 @@ func TestListMapsTasks(t *testing.T) {
 	spot.StopCode = types.TaskStopCodeSpotInterruption
 	spot.StoppedReason = aws.String("Your Spot Task was interrupted.")
 	spot.StoppedAt = aws.Time(epoch.Add(time.Hour))
-	// The first container with an exit code gives the worker's.
-	spot.Containers = []types.Container{{Name: aws.String("sidecar")},
-		{Name: aws.String("worker"), ExitCode: aws.Int32(137), Reason: aws.String("OutOfMemoryError: Container killed due to memory usage")},
-		{Name: aws.String("log"), ExitCode: aws.Int32(0)}}
+	// The worker's container (Options.ContainerName) gives the exit code,
+	// wherever it is in the list.
+	spot.Containers = []types.Container{{Name: aws.String("init"), ExitCode: aws.Int32(0)},
+		{Name: aws.String("log"), ExitCode: aws.Int32(1), Reason: aws.String("the sidecar's own failure")},
+		{Name: aws.String("worker"), ExitCode: aws.Int32(137), Reason: aws.String("OutOfMemoryError: Container killed due to memory usage")}}
 	c.add(spot)
 
 	failed := runningTask(5)

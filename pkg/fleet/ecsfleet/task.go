@@ -31,8 +31,9 @@ func Family(taskDef string) string {
 	return taskDef
 }
 
-// worker maps an ECS task to a fleet.Worker.
-func worker(t types.Task) fleet.Worker {
+// worker maps an ECS task to a fleet.Worker; container is the worker
+// container's name ("" when unknown).
+func worker(t types.Task, container string) fleet.Worker {
 	w := fleet.Worker{
 		ID:            aws.ToString(t.TaskArn),
 		LastStatus:    aws.ToString(t.LastStatus),
@@ -45,12 +46,26 @@ func worker(t types.Task) fleet.Worker {
 		StopCode:      string(t.StopCode),
 		Reason:        aws.ToString(t.StoppedReason),
 	}
-	for _, c := range t.Containers {
-		if c.ExitCode != nil {
-			code := int(*c.ExitCode)
-			w.ExitCode, w.ContainerReason = &code, aws.ToString(c.Reason)
+	// The container that tells why: the worker's (by name) when it has an
+	// exit code, else the first that exited non-zero, else the first with
+	// an exit code.
+	var pick *types.Container
+	for i := range t.Containers {
+		c := &t.Containers[i]
+		if c.ExitCode == nil {
+			continue
+		}
+		if container != "" && aws.ToString(c.Name) == container {
+			pick = c
 			break
 		}
+		if pick == nil || (*pick.ExitCode == 0 && *c.ExitCode != 0) {
+			pick = c
+		}
+	}
+	if pick != nil {
+		code := int(*pick.ExitCode)
+		w.ExitCode, w.ContainerReason = &code, aws.ToString(pick.Reason)
 	}
 	return w
 }

@@ -109,13 +109,31 @@ type API struct {
 	mu      sync.Mutex
 	created map[string]time.Time
 	stopped map[string]time.Time
+	exits   map[string]exit
+}
+
+// exit is how a task's essential container ended (Exit).
+type exit struct {
+	code   int32
+	reason string
+}
+
+// Exit makes the task read as ECS reports one whose essential container
+// exited by itself (moto has no such tasks: only StopTask stops them): stop
+// code EssentialContainerExited, stopped reason "Essential container in
+// task exited", and the first container's exit code and reason. It takes
+// effect once the task is STOPPED (call StopTask after it).
+func (m *API) Exit(taskARN string, code int, reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.exits[taskARN] = exit{code: int32(code), reason: reason}
 }
 
 var _ ecsfleet.API = (*API)(nil)
 
 // New wraps an ECS client (made with Fix) pointed at moto.
 func New(c *ecs.Client) *API {
-	return &API{c: c, created: map[string]time.Time{}, stopped: map[string]time.Time{}}
+	return &API{c: c, created: map[string]time.Time{}, stopped: map[string]time.Time{}, exits: map[string]exit{}}
 }
 
 // now is ECS's timestamp precision: milliseconds.
@@ -137,6 +155,15 @@ func (m *API) fill(t *types.Task) {
 		t.StartedAt = aws.Time(created)
 	}
 	if aws.ToString(t.LastStatus) == fleet.StatusStopped {
+		if x, ok := m.exits[arn]; ok {
+			t.StopCode = types.TaskStopCodeEssentialContainerExited
+			t.StoppedReason = aws.String("Essential container in task exited")
+			if len(t.Containers) == 0 {
+				t.Containers = []types.Container{{}}
+			}
+			t.Containers[0].ExitCode = aws.Int32(x.code)
+			t.Containers[0].Reason = aws.String(x.reason)
+		}
 		at, ok := m.stopped[arn]
 		if !ok {
 			return
