@@ -428,6 +428,49 @@ func TestSpotNoticeReclaimsDespiteARenewal(t *testing.T) {
 	require.Equal(t, q.Rev, e.get(j.ID).Rev, "the interrupted worker changed nothing")
 }
 
+// movingOn lets the job of the first Apply move on before the write lands:
+// re-queued (by another reaper, say) and started again by task/9.
+type movingOn struct {
+	jobstore.Driver
+	t    *testing.T
+	once sync.Once
+}
+
+func (d *movingOn) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
+	d.once.Do(func() {
+		for _, c := range changes {
+			cur, err := d.Driver.Get(ctx, c.ID)
+			require.NoError(d.t, err)
+			res, err := d.Driver.Apply(ctx, []job.Change{policy.Reclaim(cur, t0, job.End{Outcome: job.OutcomeInterrupted, Reason: "elsewhere"})})
+			require.NoError(d.t, err)
+			require.NoError(d.t, res[0].Err)
+			res, err = d.Driver.Apply(ctx, []job.Change{policy.Start(job.Message{ID: c.ID, Attempt: res[0].Job.Attempt}, "task/9", t0)})
+			require.NoError(d.t, err)
+			require.NoError(d.t, res[0].Err)
+		}
+	})
+	return d.Driver.Apply(ctx, changes)
+}
+
+// A reclaim that loses because the job has moved on to another worker is
+// not tried again: the retry is only for a renewal by the same owner.
+func TestSpotNoticeLeavesAJobThatMovedOn(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	j := e.running("task/4", job.Submission{Type: "echo"})
+	r := reaper.New(jobstore.New(&movingOn{Driver: e.store.Driver(), t: t}, &jobstore.Options{Clock: e.clock}), e.work,
+		&reaper.Options{Policy: policy, Clock: e.clock, Metrics: e.m})
+	notice := fleet.Event{WorkerID: "task/4", LastStatus: fleet.StatusRunning, DesiredStatus: fleet.StatusStopped,
+		StopCode: fleet.StopSpotInterruption, Reason: "Your Spot Task was interrupted.", Version: 2}
+	n, err := r.HandleEvent(context.Background(), notice)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	now := e.get(j.ID)
+	require.Equal(t, job.Running, now.Status)
+	require.Equal(t, "task/9", now.Owner)
+	require.Equal(t, 2, now.Attempt, "task/9's attempt is left alone")
+}
+
 func TestMalformedEventDeadLettered(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
