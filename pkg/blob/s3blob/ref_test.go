@@ -74,9 +74,7 @@ func TestOpenByARN(t *testing.T) {
 		"arn:aws-cn:s3:::bkt.with.d": "bkt.with.d",
 		"jobs-abc123-s3alias":        "jobs-abc123-s3alias", // an access point alias is a name
 		accessPointARN:               accessPointARN,
-		multiRegionARN:               multiRegionARN,
 		outpostsARN:                  outpostsARN,
-		objectLambda:                 objectLambda,
 	} {
 		t.Run(given, func(t *testing.T) {
 			t.Parallel()
@@ -111,7 +109,9 @@ func TestOpenByARN(t *testing.T) {
 			"arn:aws:s3:us-east-1:123456789012:accesspoint",   // no name
 			"arn:aws:s3:us-east-1:123456789012:accesspoint/",  // empty name
 			"arn:aws:s3:us-east-1:123456789012:accesspoint/a/b",
-			"arn:aws:s3-object-lambda::123456789012:accesspoint/jobs", // only S3 has multi-region
+			"arn:aws:s3-object-lambda::123456789012:accesspoint/jobs",
+			multiRegionARN, // takes no HeadBucket
+			objectLambda,   // takes no writes
 			"arn:aws:s3-outposts:us-east-1:123456789012:accesspoint/jobs",
 			"arn:aws:s3-outposts:us-east-1:123456789012:outpost/op-1/bucket/b",
 		} {
@@ -131,15 +131,19 @@ func TestOpenByARN(t *testing.T) {
 		require.ErrorContains(t, err, "region us-east-1, but the S3 client calls region eu-west-1")
 		require.Zero(t, f.Calls("HeadBucket"))
 
-		// Unless the client follows the ARN's region; a Multi-Region Access
-		// Point and a bucket have none.
+		// Another partition is refused whatever UseARNRegion says.
+		_, err = s3blob.Open(t.Context(), withOptions{newFake(t), s3.Options{Region: "us-east-1", UseARNRegion: true}},
+			"arn:aws-cn:s3:cn-north-1:123456789012:accesspoint/jobs", nil)
+		requireCode(t, errcode.InvalidArgument, err)
+		require.ErrorContains(t, err, "partition aws-cn")
+
+		// Unless the client follows the ARN's region; a bucket has none.
 		for _, c := range []struct {
 			bucket string
 			o      s3.Options
 		}{
 			{accessPointARN, s3.Options{Region: "eu-west-1", UseARNRegion: true}},
 			{accessPointARN, s3.Options{Region: "us-east-1"}},
-			{multiRegionARN, s3.Options{Region: "eu-west-1"}},
 			{"arn:aws:s3:::bkt", s3.Options{Region: "eu-west-1"}},
 		} {
 			b, err := s3blob.Open(t.Context(), withOptions{newFake(t), c.o}, c.bucket, nil)

@@ -44,16 +44,17 @@
 //     which S3 takes wherever it takes a bucket name;
 //   - a bucket ARN ("arn:aws:s3:::jobfleet-artifacts"): the bucket of that
 //     name, which every call names (S3 takes no bucket ARN as Bucket);
-//   - an access point ARN ("arn:aws:s3:us-east-1:123456789012:accesspoint/jobs",
-//     a Multi-Region Access Point's, or one of S3 on Outposts or S3 Object
-//     Lambda): passed as it is to every call, and the SDK sends the call to
-//     the access point, whose policy (and the bucket's, which delegates to
-//     it) must allow the calls this package makes.
+//   - a regional access point ARN ("arn:aws:s3:us-east-1:123456789012:accesspoint/jobs",
+//     or one of S3 on Outposts): passed as it is to every call, and the SDK
+//     sends the call to the access point, whose policy (and the bucket's,
+//     which delegates to it) must allow the calls this package makes.
 //
 // Anything else beginning "arn:" (another service, an object ARN, a part
-// missing) is errcode.InvalidArgument naming the value, as is an access
-// point ARN the SDK would refuse before any request: one of another region
-// than the client's (unless the client's UseARNRegion is set), or with
+// missing, a Multi-Region Access Point, which takes no HeadBucket, or an
+// Object Lambda one, which takes no writes) is errcode.InvalidArgument
+// naming the value, as is an access point ARN the SDK would refuse before
+// any request: one of another partition, or of another region than the
+// client's (unless the client's UseARNRegion is set), or with
 // path-style addressing, which access points do not support (so they
 // cannot be used against moto or LocalStack). CreateBucket takes a name
 // only.
