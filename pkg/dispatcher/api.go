@@ -539,6 +539,10 @@ func listQuery(r *http.Request) (jobstore.ListQuery, *requestError) {
 			"cannot be read: %v (separate parameters with &; percent-encode %%, & and ; in values)", err)})
 	}
 	for name, vals := range params {
+		if name == "" {
+			probs = append(probs, job.Problem{Field: "query", Detail: "a parameter has no name (\"=value\")"})
+			continue
+		}
 		if len(vals) > 1 {
 			probs = append(probs, job.Problem{Field: name, Detail: "is given more than once"})
 			continue

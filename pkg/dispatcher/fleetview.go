@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/fleet"
 )
@@ -65,4 +67,27 @@ func FleetStatus(ctx context.Context, f *fleet.Fleet, s *Scaler) (*FleetView, er
 		v.Scaler = &ScalerView{Backlog: d.Backlog, Active: d.Active, Desired: d.Desired, Follower: d.Follower, WaitingFor: why}
 	}
 	return v, nil
+}
+
+// CachedFleetStatus returns FleetStatus for f and s that lists the fleet at
+// most once per ttl (a listing is one or more ECS calls, which share their
+// rate limits with the scaler's own listing); callers within ttl of the
+// last listing get its view. Errors are not cached.
+func CachedFleetStatus(f *fleet.Fleet, s *Scaler, ttl time.Duration) func(context.Context) (*FleetView, error) {
+	var mu sync.Mutex
+	var last *FleetView
+	var at time.Time
+	return func(ctx context.Context) (*FleetView, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if last != nil && time.Since(at) < ttl {
+			return last, nil
+		}
+		v, err := FleetStatus(ctx, f, s)
+		if err != nil {
+			return nil, err
+		}
+		last, at = v, time.Now()
+		return v, nil
+	}
 }

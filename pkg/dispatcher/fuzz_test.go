@@ -160,6 +160,11 @@ func FuzzListQuery(f *testing.F) {
 			if len(rerr.p.Errors) == 0 {
 				t.Fatalf("%q: refused without naming a parameter", raw)
 			}
+			for _, e := range rerr.p.Errors {
+				if e.Field == "" {
+					t.Fatalf("%q: a problem names no field: %+v", raw, e)
+				}
+			}
 			return
 		}
 		vals, err := url.ParseQuery(raw)

@@ -92,12 +92,13 @@ func TestScalerProvisionsForBacklog(t *testing.T) {
 // fakeFleet is a fleet.Driver whose listing lags and whose provisioning
 // fails on demand: what a real ECS fleet does and a local one cannot.
 type fakeFleet struct {
-	mu       sync.Mutex
-	listed   []fleet.Worker
-	failures []fleet.Failure
-	err      error
-	asked    []int
-	next     int
+	mu        sync.Mutex
+	listed    []fleet.Worker
+	failures  []fleet.Failure
+	err       error
+	asked     []int
+	next      int
+	listCalls int
 }
 
 func (f *fakeFleet) Provision(_ context.Context, n int) (fleet.Provisioned, error) {
@@ -123,7 +124,14 @@ func (f *fakeFleet) Provision(_ context.Context, n int) (fleet.Provisioned, erro
 func (f *fakeFleet) List(context.Context) ([]fleet.Worker, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.listCalls++
 	return append([]fleet.Worker(nil), f.listed...), nil
+}
+
+func (f *fakeFleet) lists() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.listCalls
 }
 
 func (f *fakeFleet) Stop(context.Context, string, string) error { return nil }
@@ -415,4 +423,23 @@ func TestFleetView(t *testing.T) {
 	r = setup(t, nil).call("GET", "/v1/fleet", nil)
 	require.Equal(t, http.StatusNotFound, r.status)
 	require.Equal(t, "application/problem+json", r.header.Get("Content-Type"))
+}
+
+// The cached view lists the fleet once per ttl, whatever the requests.
+func TestCachedFleetStatus(t *testing.T) {
+	t.Parallel()
+	ff := &fakeFleet{listed: []fleet.Worker{{ID: "task/a", LastStatus: fleet.StatusRunning, DesiredStatus: fleet.StatusRunning}}}
+	view := dispatcher.CachedFleetStatus(fleet.New(ff), nil, time.Hour)
+	for range 5 {
+		v, err := view(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, 1, v.Workers[fleet.StatusRunning])
+	}
+	require.Equal(t, 1, ff.lists())
+	fresh := dispatcher.CachedFleetStatus(fleet.New(ff), nil, 0)
+	for range 2 {
+		_, err := fresh(t.Context())
+		require.NoError(t, err)
+	}
+	require.Equal(t, 3, ff.lists())
 }

@@ -84,9 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		InlineLimit: cfg.InlineLimit, Logger: log, Metrics: m, OnEnqueue: scaler.Wake,
 	})
 	api := dispatcher.NewAPI(svc, &dispatcher.APIOptions{Tokens: cfg.APITokens, MaxInFlight: cfg.MaxInFlight, Logger: log,
-		Fleet: func(ctx context.Context) (*dispatcher.FleetView, error) {
-			return dispatcher.FleetStatus(ctx, fl, scaler)
-		}})
+		Fleet: dispatcher.CachedFleetStatus(fl, scaler, time.Second)})
 	srv, err := daemon.Listen(cfg.HTTPAddr, api, dispatcher.NewServer(cfg.HTTPAddr, api))
 	if err != nil {
 		return err
