@@ -40,13 +40,21 @@ func TestMakeRunScript(t *testing.T) {
 				env = append(env, kv)
 			}
 		}
-		cmd.Env = append(env, "BIN="+binDir, "DATA="+data, "HTTP_ADDR="+addr, "PROFILE=local")
+		// make run's own settings; the reaper's and workers' listeners on
+		// free ports, since tests run side by side.
+		cmd.Env = append(env, "BIN="+binDir, "DATA="+data, "HTTP_ADDR="+addr, "PROFILE=local",
+			"JOBFLEET_REAPER_ADDR=127.0.0.1:0", "JOBFLEET_WORKER_ADDR=127.0.0.1:0")
 		out := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		// Its own process group, as a terminal's Ctrl-C reaches it.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		require.NoError(t, cmd.Start())
-		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+		t.Cleanup(func() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			for _, pid := range processesUsing(data) { // workers have groups of their own
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		})
 		return cmd, out
 	}
 	ctrlC := func(cmd *exec.Cmd, out *syncBuffer) {
@@ -69,6 +77,7 @@ func TestMakeRunScript(t *testing.T) {
 	ctx := context.Background()
 	require.Eventually(t, func() bool { _, err := c.List(ctx, client.ListOptions{}); return err == nil }, 60*time.Second, 50*time.Millisecond, "%s", out.String())
 	require.Contains(t, out.String(), "API on http://"+addr)
+	require.Contains(t, out.String(), `"msg":"reaper ready"`)
 	require.Contains(t, out.String(), `curl -s -XPOST http://`+addr+`/v1/jobs -d '{"type":"echo","payload":{"hi":1}}'`)
 	j, err := c.Submit(ctx, job.Submission{Type: "echo", Payload: json.RawMessage(`{"hi":1}`)})
 	require.NoError(t, err)

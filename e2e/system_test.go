@@ -271,7 +271,7 @@ func (s *System) spawn(svc string) *proc {
 	cmd.Stderr = w
 	cmd.Stdout = io.Discard
 	// Its own process group, so the test can stop it and its workers.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // gone with the test binary, even on a timeout
 	require.NoError(s.t, cmd.Start())
 	w.Close()
 	p := &proc{name: svc, cmd: cmd, done: make(chan struct{})}

@@ -4,16 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jobfleet/jobfleet/e2e/internal/freeze"
 	"github.com/jobfleet/jobfleet/pkg/client"
 	"github.com/jobfleet/jobfleet/pkg/job"
 )
@@ -136,59 +134,13 @@ func failover(t *testing.T, s *system, sig syscall.Signal) (d time.Duration, und
 }
 
 // freeze stops pid with SIGSTOP at a moment it holds no write lock on a file
-// of the data directory, and returns when that stop was sent and how many
-// earlier stops were undone. A process frozen inside a SQLite write
-// transaction keeps its lock: every other process then waits for SQLite's
-// busy timeout (30 s) and fails, the reaper included, so nothing can
-// recover the job by its lease until the process dies. Such stops are
-// undone (SIGCONT) and tried again once the lock is released; the count is
-// reported.
+// of the data directory (see package freeze), and returns when that stop
+// was sent and how many earlier stops were undone; the count is reported.
 func (s *system) freeze(t *testing.T, pid int) (time.Time, int) {
 	t.Helper()
-	for undone := 0; ; undone++ {
-		at := time.Now()
-		require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
-		until(t, fmt.Sprintf("worker %d is stopped", pid), 5*time.Second, func() bool {
-			st, err := procStatus(pid)
-			require.NoError(t, err)
-			return strings.HasPrefix(st["State"], "T")
-		})
-		if !s.holdsWriteLock(t, pid) {
-			return at, undone
-		}
-		require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
-		until(t, fmt.Sprintf("worker %d releases its write lock", pid), 10*time.Second, func() bool { return !s.holdsWriteLock(t, pid) })
-	}
-}
-
-// holdsWriteLock reports whether pid holds a POSIX write lock on a file of
-// the data directory (/proc/locks: "N: POSIX ADVISORY WRITE <pid>
-// <major>:<minor>:<inode> <start> <end>"; waiters are marked "->").
-func (s *system) holdsWriteLock(t *testing.T, pid int) bool {
-	t.Helper()
-	inodes := map[string]bool{}
-	entries, err := os.ReadDir(filepath.Join(s.dir, "data"))
+	at, undone, err := freeze.Stop(pid, filepath.Join(s.dir, "data"))
 	require.NoError(t, err)
-	for _, e := range entries {
-		if fi, err := e.Info(); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				inodes[strconv.FormatUint(st.Ino, 10)] = true
-			}
-		}
-	}
-	b, err := os.ReadFile("/proc/locks")
-	require.NoError(t, err)
-	for l := range strings.Lines(string(b)) {
-		f := strings.Fields(l)
-		if len(f) < 6 || f[1] == "->" || f[1] != "POSIX" || f[3] != "WRITE" || f[4] != strconv.Itoa(pid) {
-			continue
-		}
-		dev := strings.Split(f[5], ":")
-		if inodes[dev[len(dev)-1]] {
-			return true
-		}
-	}
-	return false
+	return at, undone
 }
 
 // poll reads the job every 5 ms until cond holds, failing the test after d.

@@ -268,21 +268,6 @@ func procStatus(pid int) (map[string]string, error) {
 	return out, nil
 }
 
-// until polls cond every millisecond (state the kernel shows in /proc,
-// with nothing to wait on) until it holds, failing the test after d.
-func until(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		<-tick.C
-	}
-}
-
 // ownerPID is the pid in a local worker's identity, host/pid.
 func ownerPID(t *testing.T, owner string) int {
 	t.Helper()
