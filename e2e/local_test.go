@@ -159,31 +159,29 @@ func testDedupAndCancel(t *testing.T, opts options) {
 	const n = 50
 	sub := job.Submission{Type: "sleep", Key: "nightly-report", Payload: json.RawMessage(`{"seconds":30}`)}
 	got := make([]*client.Job, n)
-	first := 0
-	if opts["JOBFLEET_PROFILE"] == "aws" && awstest.IsMoto(t) {
-		// moto's TransactWriteItems is not atomic across concurrent
-		// requests (a losing request restores a copy of the table taken
-		// before the winner's write): the first create goes alone there.
-		// DynamoDB serializes them; storetest's KeyConcurrentCreates runs
-		// the race on every adapter.
-		var err error
-		got[0], err = s.Client.Submit(ctx, sub)
-		require.NoError(t, err)
-		first = 1
-	}
+	// moto's TransactWriteItems is not atomic across concurrent requests:
+	// a losing request restores a copy of the table it took at its start,
+	// which can undo another's write or bring back a loser's job item (an
+	// orphan job without its key). DynamoDB serializes them. So on moto the
+	// submissions go one at a time (still one job, 49 deduplicated);
+	// storetest's KeyConcurrentCreates runs the race on every adapter, and
+	// the local profile runs it here.
+	concurrent := !(opts["JOBFLEET_PROFILE"] == "aws" && awstest.IsMoto(t))
 	var wg sync.WaitGroup
 	for i := range n {
-		if i < first {
-			continue
-		}
-		wg.Go(func() {
+		submit := func() {
 			j, err := s.Client.Submit(ctx, sub)
 			if err == nil {
 				got[i] = j
 			} else {
 				t.Errorf("submission %d: %v", i, err)
 			}
-		})
+		}
+		if concurrent {
+			wg.Go(submit)
+		} else {
+			submit()
+		}
 	}
 	wg.Wait()
 	require.False(t, t.Failed())
