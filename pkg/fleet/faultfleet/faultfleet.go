@@ -19,7 +19,6 @@ package faultfleet
 
 import (
 	"context"
-	"math/rand/v2"
 	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/errcode"
@@ -65,18 +64,10 @@ type Stats struct {
 	Unavailable, Throttled, NotStarted, Slow int
 }
 
-// Options configure Wrap. Nil options mean defaults.
-type Options struct {
-	// Faults are the initial faults (default none).
-	Faults Faults
-	// Rand decides which calls and workers are hit (default: randomly
-	// seeded).
-	Rand *rand.Rand
-	// Sleep waits d for a slow call; it may return early with ctx's error,
-	// which the call then returns. The default waits on a real timer; a
-	// simulation passes a function that advances its fake clock.
-	Sleep func(ctx context.Context, d time.Duration) error
-}
+// Options configure Wrap: the initial faults, the random source that
+// decides which calls are hit, and how a slow call waits (see
+// faultdial.Options). Nil options mean defaults.
+type Options = faultdial.Options[Faults]
 
 // Driver is a fleet.Driver that injects faults into the calls it passes to
 // the driver it wraps. It is safe for concurrent use (the draws are
@@ -88,8 +79,7 @@ type Options struct {
 // dial.
 type Driver struct {
 	dial
-	d     fleet.Driver
-	sleep func(ctx context.Context, d time.Duration) error
+	d fleet.Driver
 }
 
 // dial holds the faults, their counts and the random source.
@@ -99,14 +89,8 @@ var _ fleet.Driver = (*Driver)(nil)
 
 // Wrap returns a Driver injecting faults into calls to d.
 func Wrap(d fleet.Driver, opts *Options) *Driver {
-	if opts == nil {
-		opts = &Options{}
-	}
-	fd := &Driver{d: d, sleep: opts.Sleep}
-	faultdial.Init(&fd.dial, opts.Faults, opts.Rand)
-	if fd.sleep == nil {
-		fd.sleep = faultdial.Sleep
-	}
+	fd := &Driver{d: d}
+	faultdial.Init(&fd.dial, opts)
 	return fd
 }
 
@@ -154,7 +138,7 @@ func (d *Driver) draw(n int) plan {
 // one; op says what the call does.
 func (d *Driver) before(ctx context.Context, p plan, op string) error {
 	if p.latency > 0 {
-		if err := d.sleep(ctx, p.latency); err != nil {
+		if err := faultdial.Wait(ctx, &d.dial, p.latency); err != nil {
 			return err
 		}
 	}

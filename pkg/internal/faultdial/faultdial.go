@@ -22,26 +22,54 @@ import (
 	"time"
 )
 
-// Dial holds a wrapper's faults, its counts and its random source. Set it up
-// with Init before use; it must not be copied after.
+// Dial holds a wrapper's faults, its counts, its random source and how it
+// waits out an injected latency. Set it up with Init before use; it must
+// not be copied after.
 type Dial[F, S any] struct {
 	mu     sync.Mutex
 	rnd    *rand.Rand
 	faults F
 	stats  S
+	sleep  func(ctx context.Context, d time.Duration) error
 }
 
-// Init sets d's initial faults and the source its draws come from; a nil
-// rnd means a randomly seeded one. The counts start at zero.
-func Init[F, S any](d *Dial[F, S], faults F, rnd *rand.Rand) {
+// Options configure a wrapper whose faults are an F. Nil options mean
+// defaults.
+type Options[F any] struct {
+	// Faults are the initial faults (default none).
+	Faults F
+	// Rand decides which calls (and entries) are hit (default: randomly
+	// seeded).
+	Rand *rand.Rand
+	// Sleep waits d for a slow call; it may return early with ctx's error,
+	// which the call then returns. The default (Sleep) waits on a real
+	// timer; a simulation passes a function that advances its fake clock.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Init sets d up from o (nil: defaults): its initial faults, the source its
+// draws come from and its wait. The counts start at zero.
+func Init[F, S any](d *Dial[F, S], o *Options[F]) {
+	if o == nil {
+		o = &Options[F]{}
+	}
+	rnd, sleep := o.Rand, o.Sleep
 	if rnd == nil {
 		rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
+	if sleep == nil {
+		sleep = Sleep
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.rnd, d.faults = rnd, faults
+	d.rnd, d.faults, d.sleep = rnd, o.Faults, sleep
 	var zero S
 	d.stats = zero
+}
+
+// Wait waits out an injected latency of dur with d's wait.
+func Wait[F, S any](ctx context.Context, d *Dial[F, S], dur time.Duration) error {
+	return d.sleep(ctx, dur)
 }
 
 // SetFaults replaces the faults injected from now on.

@@ -25,7 +25,7 @@ type wrapper struct {
 
 func newWrapper(f faults, seed uint64) *wrapper {
 	w := &wrapper{}
-	faultdial.Init(&w.Dial, f, rand.New(rand.NewPCG(seed, 0)))
+	faultdial.Init(&w.Dial, &faultdial.Options[faults]{Faults: f, Rand: rand.New(rand.NewPCG(seed, 0))})
 	return w
 }
 
@@ -86,7 +86,7 @@ func TestChanceDoesNotCount(t *testing.T) {
 func TestInitDefaultsToARandomSource(t *testing.T) {
 	t.Parallel()
 	var w wrapper
-	faultdial.Init(&w.Dial, faults{A: 1}, nil)
+	faultdial.Init(&w.Dial, &faultdial.Options[faults]{Faults: faults{A: 1}})
 	dr := faultdial.Lock(&w.Dial)
 	require.True(t, dr.Hit(dr.Faults().A, &dr.Stats().A))
 	dr.Unlock()

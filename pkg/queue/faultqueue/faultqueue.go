@@ -27,7 +27,6 @@ package faultqueue
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/errcode"
@@ -76,18 +75,10 @@ type Stats struct {
 	Throttled, Slow, EntryUnavailable                                   int
 }
 
-// Options configure Wrap. Nil options mean defaults.
-type Options struct {
-	// Faults are the initial faults (default none).
-	Faults Faults
-	// Rand decides which calls and entries are hit (default: randomly
-	// seeded).
-	Rand *rand.Rand
-	// Sleep waits d for a slow call; it may return early with ctx's error,
-	// which the call then returns. The default waits on a real timer; a
-	// simulation passes a function that advances its fake clock.
-	Sleep func(ctx context.Context, d time.Duration) error
-}
+// Options configure Wrap: the initial faults, the random source that
+// decides which calls are hit, and how a slow call waits (see
+// faultdial.Options). Nil options mean defaults.
+type Options = faultdial.Options[Faults]
 
 // Driver is a queue.Driver that injects faults into the calls it passes to
 // the driver it wraps. It is safe for concurrent use.
@@ -98,8 +89,7 @@ type Options struct {
 // dial.
 type Driver struct {
 	dial
-	d     queue.Driver
-	sleep func(ctx context.Context, d time.Duration) error
+	d queue.Driver
 }
 
 // dial holds the faults, their counts and the random source.
@@ -109,14 +99,8 @@ var _ queue.Driver = (*Driver)(nil)
 
 // Wrap returns a Driver injecting faults into calls to d.
 func Wrap(d queue.Driver, opts *Options) *Driver {
-	if opts == nil {
-		opts = &Options{}
-	}
-	fd := &Driver{d: d, sleep: opts.Sleep}
-	faultdial.Init(&fd.dial, opts.Faults, opts.Rand)
-	if fd.sleep == nil {
-		fd.sleep = faultdial.Sleep
-	}
+	fd := &Driver{d: d}
+	faultdial.Init(&fd.dial, opts)
 	return fd
 }
 
@@ -146,7 +130,7 @@ func (d *Driver) before(ctx context.Context, op string) error {
 	dr.Unlock()
 
 	if latency > 0 {
-		if err := d.sleep(ctx, latency); err != nil {
+		if err := faultdial.Wait(ctx, &d.dial, latency); err != nil {
 			return err
 		}
 	}
