@@ -164,8 +164,10 @@ type Worker struct {
 	running map[*run]struct{}
 
 	slots      chan struct{}
-	lastActive atomic.Int64 // unix nanos of the last receive or finish
-	freeMemory func()       // debug.FreeOSMemory; tests count calls
+	lastActive atomic.Int64  // unix nanos of the last receive or finish
+	freeMemory func()        // debug.FreeOSMemory; tests count calls
+	idleEvery  time.Duration // the idle check's period (1 s; tests shorten it)
+	idleTicked func()        // nil; tests see each idle check
 
 	started     atomic.Bool
 	draining    atomic.Bool
@@ -210,6 +212,7 @@ func New(id string, store *jobstore.Store, work *queue.Queue, bucket *blob.Bucke
 		finishes:   make(chan finish),
 		commitStop: make(chan struct{}),
 		freeMemory: debug.FreeOSMemory,
+		idleEvery:  time.Second,
 	}
 	return w, nil
 }
@@ -313,7 +316,7 @@ func (w *Worker) idleLoop() {
 	if w.o.IdleTimeout <= 0 && !w.o.FreeMemoryWhenIdle {
 		return
 	}
-	every := time.Second
+	every := w.idleEvery
 	if w.o.IdleTimeout > 0 {
 		every = min(w.o.IdleTimeout/4+time.Millisecond, every)
 	}
@@ -325,6 +328,9 @@ func (w *Worker) idleLoop() {
 		case <-w.runCtx.Done():
 			return
 		case <-t.C:
+			if w.idleTicked != nil {
+				w.idleTicked()
+			}
 			if w.Running() > 0 {
 				continue
 			}

@@ -592,8 +592,9 @@ func TestFreeMemoryWhenIdle(t *testing.T) {
 	opts.FreeMemoryWhenIdle = true
 	w, err := worker.New("w1", e.store, e.work, e.blob, e.reg, opts)
 	require.NoError(t, err)
-	var frees atomic.Int32
+	var frees, checks atomic.Int32
 	w.OnFreeMemory(func() { frees.Add(1) })
+	w.OnIdleCheck(10*time.Millisecond, func() { checks.Add(1) })
 	require.NoError(t, w.Start(context.Background()))
 	t.Cleanup(w.Stop)
 
@@ -608,7 +609,9 @@ func TestFreeMemoryWhenIdle(t *testing.T) {
 			e.clock.Advance(2 * time.Second)
 			return frees.Load() == spell
 		}, 10*time.Second, 50*time.Millisecond)
-		time.Sleep(1500 * time.Millisecond) // more idle ticks: no more calls
+		// More idle checks within the same spell free nothing more.
+		seen := checks.Load()
+		require.Eventually(t, func() bool { return checks.Load() >= seen+5 }, 10*time.Second, time.Millisecond)
 		require.Equal(t, spell, frees.Load())
 	}
 	select {
