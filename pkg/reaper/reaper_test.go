@@ -380,20 +380,26 @@ func TestStoppedWorkerJobsReclaimedAtOnce(t *testing.T) {
 // renewing is a job store driver that renews the leases of the jobs in the
 // first batch of changes just before applying it, as their live owner's
 // heartbeat would.
-type renewing struct {
+// meanwhile is a store driver that, on the first Apply, lets each changed
+// job change first (as another writer would between the reaper's read and
+// its write), through the underlying driver.
+type meanwhile struct {
 	jobstore.Driver
-	t    *testing.T
-	once sync.Once
+	t      *testing.T
+	change func(cur *job.Job) []job.Change
+	once   sync.Once
 }
 
-func (d *renewing) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
+func (d *meanwhile) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
 	d.once.Do(func() {
 		for _, c := range changes {
 			cur, err := d.Driver.Get(ctx, c.ID)
 			require.NoError(d.t, err)
-			res, err := d.Driver.Apply(ctx, []job.Change{policy.Renew(cur, t0, nil)})
-			require.NoError(d.t, err)
-			require.NoError(d.t, res[0].Err)
+			for _, ch := range d.change(cur) {
+				res, err := d.Driver.Apply(ctx, []job.Change{ch})
+				require.NoError(d.t, err)
+				require.NoError(d.t, res[0].Err)
+			}
 		}
 	})
 	return d.Driver.Apply(ctx, changes)
@@ -405,7 +411,8 @@ func TestSpotNoticeReclaimsDespiteARenewal(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	j := e.running("task/4", job.Submission{Type: "echo"})
-	r := reaper.New(jobstore.New(&renewing{Driver: e.store.Driver(), t: t}, &jobstore.Options{Clock: e.clock}), e.work,
+	renew := func(cur *job.Job) []job.Change { return []job.Change{policy.Renew(cur, t0, nil)} }
+	r := reaper.New(jobstore.New(&meanwhile{Driver: e.store.Driver(), t: t, change: renew}, &jobstore.Options{Clock: e.clock}), e.work,
 		&reaper.Options{Policy: policy, Clock: e.clock, Metrics: e.m})
 	notice := fleet.Event{WorkerID: "task/4", LastStatus: fleet.StatusRunning, DesiredStatus: fleet.StatusStopped,
 		StopCode: fleet.StopSpotInterruption, Reason: "Your Spot Task was interrupted.", Version: 2}
@@ -428,37 +435,19 @@ func TestSpotNoticeReclaimsDespiteARenewal(t *testing.T) {
 	require.Equal(t, q.Rev, e.get(j.ID).Rev, "the interrupted worker changed nothing")
 }
 
-// movingOn lets the job of the first Apply move on before the write lands:
-// re-queued (by another reaper, say) and started again by task/9.
-type movingOn struct {
-	jobstore.Driver
-	t    *testing.T
-	once sync.Once
-}
-
-func (d *movingOn) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
-	d.once.Do(func() {
-		for _, c := range changes {
-			cur, err := d.Driver.Get(ctx, c.ID)
-			require.NoError(d.t, err)
-			res, err := d.Driver.Apply(ctx, []job.Change{policy.Reclaim(cur, t0, job.End{Outcome: job.OutcomeInterrupted, Reason: "elsewhere"})})
-			require.NoError(d.t, err)
-			require.NoError(d.t, res[0].Err)
-			res, err = d.Driver.Apply(ctx, []job.Change{policy.Start(job.Message{ID: c.ID, Attempt: res[0].Job.Attempt}, "task/9", t0)})
-			require.NoError(d.t, err)
-			require.NoError(d.t, res[0].Err)
-		}
-	})
-	return d.Driver.Apply(ctx, changes)
-}
-
 // A reclaim that loses because the job has moved on to another worker is
 // not tried again: the retry is only for a renewal by the same owner.
 func TestSpotNoticeLeavesAJobThatMovedOn(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	j := e.running("task/4", job.Submission{Type: "echo"})
-	r := reaper.New(jobstore.New(&movingOn{Driver: e.store.Driver(), t: t}, &jobstore.Options{Clock: e.clock}), e.work,
+	// Meanwhile the job is re-queued (by another reaper, say) and started
+	// again by task/9.
+	moveOn := func(cur *job.Job) []job.Change {
+		return []job.Change{policy.Reclaim(cur, t0, job.End{Outcome: job.OutcomeInterrupted, Reason: "elsewhere"}),
+			policy.Start(job.Message{ID: cur.ID, Attempt: cur.Attempt}, "task/9", t0)}
+	}
+	r := reaper.New(jobstore.New(&meanwhile{Driver: e.store.Driver(), t: t, change: moveOn}, &jobstore.Options{Clock: e.clock}), e.work,
 		&reaper.Options{Policy: policy, Clock: e.clock, Metrics: e.m})
 	notice := fleet.Event{WorkerID: "task/4", LastStatus: fleet.StatusRunning, DesiredStatus: fleet.StatusStopped,
 		StopCode: fleet.StopSpotInterruption, Reason: "Your Spot Task was interrupted.", Version: 2}
