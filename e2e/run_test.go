@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jobfleet/jobfleet/e2e/internal/procs"
 	"github.com/jobfleet/jobfleet/pkg/client"
 	"github.com/jobfleet/jobfleet/pkg/job"
 )
@@ -134,19 +135,9 @@ func TestMakeRunScript(t *testing.T) {
 // processesUsing lists the pids whose environment points at data (make
 // run's DATA, or JOBFLEET_DATA_DIR as the workers have it).
 func processesUsing(data string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err == nil && (bytes.Contains(env, []byte("\x00DATA="+data+"\x00")) || bytes.Contains(env, []byte("JOBFLEET_DATA_DIR="+data+"\x00"))) {
-			out = append(out, pid)
-		}
-	}
-	return out
+	pids := append(procs.WithEnv("DATA="+data), procs.WithEnv("JOBFLEET_DATA_DIR="+data)...)
+	slices.Sort(pids)
+	return slices.Compact(pids)
 }
 
 // syncBuffer is a bytes.Buffer safe for a process's writes and the test's

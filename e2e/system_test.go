@@ -22,6 +22,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jobfleet/jobfleet/e2e/internal/procs"
 	"github.com/jobfleet/jobfleet/pkg/awstest"
 	"github.com/jobfleet/jobfleet/pkg/client"
 	"github.com/jobfleet/jobfleet/pkg/job"
@@ -319,19 +320,9 @@ func (s *System) Stop() {
 // workerPIDs lists live worker processes started for this system (their
 // command line names its worker binary and their environment its data dir).
 func (s *System) workerPIDs() []int {
-	entries, _ := os.ReadDir("/proc")
 	var out []int
-	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !bytes.Contains(env, []byte("JOBFLEET_DATA_DIR="+filepath.Join(s.Dir, "data")+"\x00")) {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if bytes.Contains(cmdline, []byte("jobfleet-worker")) {
+	for _, pid := range procs.WithEnv("JOBFLEET_DATA_DIR=" + filepath.Join(s.Dir, "data")) {
+		if procs.Runs(pid, "jobfleet-worker") {
 			out = append(out, pid)
 		}
 	}

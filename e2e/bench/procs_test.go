@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jobfleet/jobfleet/e2e/internal/procs"
 	"github.com/jobfleet/jobfleet/pkg/client"
 )
 
@@ -227,20 +228,9 @@ func (s *system) stopOnce() {
 // workerPIDs lists the live worker processes of this system: their command
 // is the worker binary and their environment names its data directory.
 func (s *system) workerPIDs() []int {
-	entries, _ := os.ReadDir("/proc")
-	want := []byte("JOBFLEET_DATA_DIR=" + filepath.Join(s.dir, "data") + "\x00")
 	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		envb, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !bytes.Contains(envb, want) {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if bytes.Contains(cmdline, []byte("jobfleet-worker")) && !zombie(pid) {
+	for _, pid := range procs.WithEnv("JOBFLEET_DATA_DIR=" + filepath.Join(s.dir, "data")) {
+		if procs.Runs(pid, "jobfleet-worker") && !zombie(pid) {
 			out = append(out, pid)
 		}
 	}
