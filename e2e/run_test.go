@@ -112,7 +112,8 @@ func TestMakeRunScript(t *testing.T) {
 
 	s := run()
 	require.Contains(t, s.out.String(), "API on http://"+s.addr)
-	require.Contains(t, s.out.String(), `"msg":"reaper ready"`)
+	require.Eventually(t, func() bool { return strings.Contains(s.out.String(), `"msg":"reaper ready"`) }, 30*time.Second, 20*time.Millisecond,
+		"the reaper did not come up:\n%s", s.out.String())
 	require.Contains(t, s.out.String(), `curl -s -XPOST http://`+s.addr+`/v1/jobs -d '{"type":"echo","payload":{"hi":1}}'`)
 	j, err := s.client.Submit(ctx, job.Submission{Type: "echo", Payload: json.RawMessage(`{"hi":1}`)})
 	require.NoError(t, err)
