@@ -313,7 +313,10 @@ func (d *driver) Put(ctx context.Context, key string, r io.Reader, opts blob.Put
 		return blob.Attrs{}, mapErr(err, "put blob %s: move into place", key)
 	}
 	committed = true
-	if err := d.syncDir(joinPath(dirs...)); err != nil {
+	// A directory gone by now was emptied and removed by a concurrent
+	// Delete of this very key, which came after this Put: nothing is left
+	// to make durable (Delete tolerates the same).
+	if err := d.syncDir(joinPath(dirs...)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return blob.Attrs{}, mapErr(err, "put blob %s: sync directory", key)
 	}
 	return a.blob(), nil
