@@ -153,6 +153,11 @@ func TestDedupAndCancel(t *testing.T) {
 
 func testDedupAndCancel(t *testing.T, opts options) {
 	opts["JOBFLEET_MAX_WORKERS"], opts["JOBFLEET_CONCURRENCY"] = "1", "1"
+	// The sleeping job must keep the one slot for the whole test, also
+	// while an emulator under the suite's load answers slowly: a longer
+	// lease than the suite's 2 s (the cancel is still seen within a
+	// heartbeat).
+	opts["JOBFLEET_LEASE"], opts["JOBFLEET_VISIBILITY"] = "10s", "11s"
 	s := start(t, opts)
 	ctx := context.Background()
 	// 50 concurrent submissions of one key make one job.

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/jobfleet/jobfleet/pkg/job"
@@ -19,17 +20,18 @@ func (w *Worker) heartbeatLoop() {
 		case <-w.runCtx.Done():
 			return
 		case <-t.C:
-			// A tick's calls are bounded by the interval: a hung call must
-			// not stop the worker from giving up jobs whose lease runs out.
-			ctx, cancel := context.WithTimeout(w.runCtx, w.o.Heartbeat)
-			w.heartbeat(ctx)
-			cancel()
+			w.heartbeat(w.runCtx)
 		}
 	}
 }
 
-// heartbeat renews the leases of all running jobs in one batched write and
-// extends their messages' visibility in batched calls.
+// heartbeat renews the leases of all running jobs in one batched write and,
+// at the same time, extends their messages' visibility in batched calls.
+//
+// Both calls may take until the earliest of the leases runs out (at least
+// one interval): a slow store still renews a lease in time, and a hung
+// call cannot stop the worker from giving up jobs whose lease ran out.
+// Ticks missed meanwhile are dropped, not queued.
 func (w *Worker) heartbeat(ctx context.Context) {
 	runs := w.snapshot()
 	if len(runs) == 0 {
@@ -38,13 +40,25 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	now := w.o.Clock.Now()
 	changes := make([]job.Change, len(runs))
 	progress := make([][]byte, len(runs))
+	earliest := time.Time{}
 	for i, r := range runs {
 		r.mu.Lock()
 		progress[i], r.progress = r.progress, nil
 		changes[i] = w.o.Policy.Renew(r.cur, now, progress[i])
+		if earliest.IsZero() || r.cur.LeaseUntil.Before(earliest) {
+			earliest = r.cur.LeaseUntil
+		}
 		r.mu.Unlock()
 	}
+	ctx, cancel := context.WithTimeout(ctx, max(w.o.Heartbeat, earliest.Sub(now)))
+	defer cancel()
+	var vis sync.WaitGroup
+	vis.Go(func() { w.extendVisibility(ctx, runs, now) })
+	defer vis.Wait()
 	res, err := w.store.Apply(ctx, changes...)
+	// Whether a lease whose renewal went unanswered is lost depends on
+	// the time after the call.
+	after := w.o.Clock.Now()
 	if err != nil {
 		w.m.Errors.WithLabelValues("worker", "renew").Inc()
 		w.log.Warn("renew leases", "n", len(runs), "err", err)
@@ -58,7 +72,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 			rerr = res[i].Err
 		}
 		r.mu.Lock()
-		switch RenewalResult(rerr, r.cur, now, w.o.Heartbeat) {
+		switch RenewalResult(rerr, r.cur, after, w.o.Heartbeat) {
 		case Renewed:
 			r.cur = res[i].Job
 			if r.cur.CancelRequested {
@@ -75,7 +89,6 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		}
 		r.mu.Unlock()
 	}
-	w.extendVisibility(ctx, runs, now)
 }
 
 // extendVisibility pushes each live message's visibility out by Visibility.

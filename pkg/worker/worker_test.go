@@ -769,6 +769,75 @@ func TestStoreOutageGivesMessagesBackLater(t *testing.T) {
 	}
 }
 
+// A renewal slower than the heartbeat interval still renews the lease (it
+// may take until the lease runs out); a renewal that hangs gives the job up
+// when its lease runs out, committing nothing.
+func TestSlowRenewal(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name    string
+		delay   time.Duration
+		advance time.Duration // of the fake clock, which leases are on
+		lost    bool
+	}{
+		// 59 minutes of lease left: six heartbeats are no reason to stop.
+		{"SlowerThanHeartbeat", 300 * time.Millisecond, time.Minute, false},
+		// 10 ms of lease left: the call is cut off after one heartbeat
+		// interval, and the job is given up.
+		{"Hung", time.Hour, time.Hour - 10*time.Millisecond, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t)
+			b := newBlocker()
+			e.reg.Handle("block", b)
+			j := e.submit(job.Submission{Type: "block"})
+			slow := &slowApply{Driver: e.store.Driver()}
+			opts := e.options()
+			opts.Policy.Lease = time.Hour
+			opts.Heartbeat = 50 * time.Millisecond
+			w, err := worker.New("w1", jobstore.New(slow, &jobstore.Options{Clock: e.clock}), e.work, e.blob, e.reg, opts)
+			require.NoError(t, err)
+			require.NoError(t, w.Start(context.Background()))
+			t.Cleanup(w.Stop)
+			<-b.started
+			slow.delay.Store(int64(c.delay)) // renewals from now on
+			e.clock.Advance(c.advance)
+			if c.lost {
+				require.Eventually(t, func() bool { return testutil.ToFloat64(e.m.LeasesLost.WithLabelValues("block")) == 1 },
+					10*time.Second, 5*time.Millisecond, "the job was given up")
+				require.Eventually(t, func() bool { return w.Running() == 0 }, 10*time.Second, 5*time.Millisecond)
+				require.Equal(t, job.Running, e.get(j.ID).Status, "nothing committed")
+				return
+			}
+			require.Eventually(t, func() bool { return e.get(j.ID).LeaseUntil.Equal(t0.Add(c.advance + time.Hour)) },
+				10*time.Second, 5*time.Millisecond, "a renewal six heartbeats long renewed the lease")
+			close(b.release)
+			done := e.waitStatus(j.ID, job.Succeeded)
+			require.Equal(t, 1, done.Attempt)
+			require.Zero(t, testutil.ToFloat64(e.m.LeasesLost.WithLabelValues("block")))
+		})
+	}
+}
+
+// slowApply delays every Apply by delay (nanoseconds; 0 at first) or until
+// its context ends.
+type slowApply struct {
+	jobstore.Driver
+	delay atomic.Int64
+}
+
+func (s *slowApply) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
+	if d := time.Duration(s.delay.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, errcode.Wrap(errcode.Canceled, ctx.Err(), "apply")
+		}
+	}
+	return s.Driver.Apply(ctx, changes)
+}
+
 // visibilitySpy reports the timeout of every visibility change it passes on.
 type visibilitySpy struct {
 	queue.Driver
