@@ -189,7 +189,7 @@ func TestSuccess(t *testing.T) {
 		return "hello " + p.Name, nil
 	})
 	j := e.submit(job.Submission{Type: "greet", Payload: json.RawMessage(`{"Name":"ada"}`)})
-	e.start("w1", nil)
+	w := e.start("w1", nil)
 	done := e.waitStatus(j.ID, job.Succeeded)
 	require.JSONEq(t, `"hello ada"`, string(done.Result))
 	require.Equal(t, 1, done.Attempt)
@@ -202,6 +202,8 @@ func TestSuccess(t *testing.T) {
 	logs, err := e.blob.ReadAll(context.Background(), worker.LogKey(j.ID, 1))
 	require.NoError(t, err)
 	require.Equal(t, "greeting ada\n", string(logs))
+	// The counters move after the commit, before the run is untracked.
+	require.Eventually(t, func() bool { return w.Running() == 0 }, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, 1.0, testutil.ToFloat64(e.m.Finished.WithLabelValues("greet", "succeeded")))
 	require.Equal(t, 1.0, testutil.ToFloat64(e.m.Started.WithLabelValues("greet")))
 }
