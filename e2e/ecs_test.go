@@ -71,6 +71,11 @@ func TestECSFleetOnMoto(t *testing.T) {
 		"JOBFLEET_MAX_WORKERS": "2", "JOBFLEET_CONCURRENCY": "1", "JOBFLEET_JOB_TYPES": "block",
 	}.getenv)
 	require.NoError(t, err)
+	// A reclaim through the events queue must beat the 10 s lease by a
+	// margin that shows the event did it. (The 3 s goal for the fleet
+	// event is measured by the bench's failover scenario, not asserted on
+	// an emulator under the suite's load.)
+	const eventBound = 6 * time.Second
 	clients := profile.NewClients(awsCfg)
 	require.NoError(t, profile.BootstrapAWS(ctx, cfg, clients, slog.New(slog.DiscardHandler)))
 	b, err := profile.OpenAWSWith(ctx, cfg, clients)
@@ -252,7 +257,7 @@ func TestECSFleetOnMoto(t *testing.T) {
 	require.Eventually(t, func() bool { j := get(a.ID); return j.Status == job.Running && j.Owner == task2 }, 30*time.Second, 20*time.Millisecond)
 	require.Equal(t, 2, get(a.ID).Attempt)
 	t.Logf("STOPPED event → job re-queued in %s", reclaimed.Round(time.Millisecond))
-	require.Less(t, reclaimed, 3*time.Second)
+	require.Less(t, reclaimed, eventBound)
 
 	// 3. A Spot interruption: ECS sends the notice (still RUNNING, desired
 	// STOPPED, stop code SpotInterruption) and SIGTERM to the task at once,
@@ -274,7 +279,7 @@ func TestECSFleetOnMoto(t *testing.T) {
 	requeued := time.Since(sent)
 	j = get(a.ID)
 	t.Logf("Spot notice → job re-queued in %s", requeued.Round(time.Millisecond))
-	require.Less(t, requeued, 3*time.Second)
+	require.Less(t, requeued, eventBound)
 	require.Equal(t, failures, j.Failures, "an interruption spends no attempt")
 	require.Equal(t, 2, j.Attempt, "not started again yet")
 	last := j.History[len(j.History)-1]

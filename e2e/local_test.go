@@ -278,6 +278,11 @@ func testLeaseExpiryRecovers(t *testing.T, opts options) {
 	// One job per worker, so the re-queued job's backlog asks for a second
 	// worker while the frozen one still counts as active.
 	opts["JOBFLEET_CONCURRENCY"] = "1"
+	if opts["JOBFLEET_PROFILE"] == "aws" {
+		// Attempt 2 must keep its lease on an emulator slowed by the
+		// suite's load (a renewal slower than about half the lease loses it).
+		opts["JOBFLEET_LEASE"], opts["JOBFLEET_VISIBILITY"] = "4s", "5s"
+	}
 	s := start(t, opts)
 	j := submit(t, s, job.Submission{Type: "sleep", Payload: json.RawMessage(`{"seconds":2}`)})
 	running := s.waitFor(j.ID, 20*time.Second, func(j *client.Job) bool { return j.Status == job.Running })
@@ -290,7 +295,7 @@ func testLeaseExpiryRecovers(t *testing.T, opts options) {
 	stopped, _, err := freeze.Stop(pid, filepath.Join(s.Dir, "data"))
 	require.NoError(t, err)
 	again := s.waitFor(j.ID, 30*time.Second, func(j *client.Job) bool { return j.Attempt >= 2 && j.Status == job.Running })
-	t.Logf("frozen worker → running again: %s (lease 2s, sweep 500ms)", again.StartedAt.Sub(stopped))
+	t.Logf("frozen worker → running again: %s (lease %s, sweep %s)", again.StartedAt.Sub(stopped), s.envValue("JOBFLEET_LEASE"), s.envValue("JOBFLEET_SWEEP"))
 	require.NotEqual(t, running.Owner, again.Owner)
 	// Thaw the old worker while attempt 2 runs: its next renewal or its
 	// outcome write is fenced off, and it commits nothing.

@@ -684,7 +684,9 @@ func TestRerunOnSameWorkerStaysTracked(t *testing.T) {
 	close(release[1])
 	require.Eventually(t, func() bool { return testutil.ToFloat64(e.m.LeasesLost.WithLabelValues("slow")) == 1 },
 		10*time.Second, 5*time.Millisecond)
-	require.Equal(t, 1, w.Running(), "attempt 2 is still tracked")
+	// Attempt 1's run is untracked just after the counter moves.
+	require.Eventually(t, func() bool { return w.Running() == 1 }, 10*time.Second, 5*time.Millisecond, "attempt 2 is still tracked")
+	require.Never(t, func() bool { return w.Running() != 1 }, 50*time.Millisecond, 5*time.Millisecond, "attempt 2 is still tracked")
 
 	// The heartbeat still renews attempt 2's lease.
 	e.clock.Advance(time.Minute)
@@ -803,8 +805,10 @@ func TestSlowRenewal(t *testing.T) {
 			require.NoError(t, w.Start(context.Background()))
 			t.Cleanup(w.Stop)
 			<-b.started
-			slow.delay.Store(int64(c.delay)) // renewals from now on
+			// The clock first: a heartbeat that read the clock before the
+			// advance must not meet the delay.
 			e.clock.Advance(c.advance)
+			slow.delay.Store(int64(c.delay)) // renewals from now on
 			if c.lost {
 				require.Eventually(t, func() bool { return testutil.ToFloat64(e.m.LeasesLost.WithLabelValues("block")) == 1 },
 					10*time.Second, 5*time.Millisecond, "the job was given up")
