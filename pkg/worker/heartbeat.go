@@ -28,9 +28,10 @@ func (w *Worker) heartbeatLoop() {
 // heartbeat renews the leases of all running jobs in one batched write and,
 // at the same time, extends their messages' visibility in batched calls.
 //
-// Both calls may take until the earliest of the leases runs out (at least
-// one interval): a slow store still renews a lease in time, and a hung
-// call cannot stop the worker from giving up jobs whose lease ran out.
+// Both calls may take until one interval before the earliest of the
+// leases runs out (at least half an interval): a slow store still renews a
+// lease in time, and a hung call cannot keep the worker from giving up,
+// before their lease runs out, the jobs it could not renew (RenewalResult).
 // Ticks missed meanwhile are dropped, not queued.
 func (w *Worker) heartbeat(ctx context.Context) {
 	runs := w.snapshot()
@@ -50,7 +51,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		}
 		r.mu.Unlock()
 	}
-	ctx, cancel := context.WithTimeout(ctx, max(w.o.Heartbeat, earliest.Sub(now)))
+	ctx, cancel := context.WithTimeout(ctx, max(w.o.Heartbeat/2, earliest.Sub(now)-w.o.Heartbeat))
 	defer cancel()
 	var vis sync.WaitGroup
 	vis.Go(func() { w.extendVisibility(ctx, runs, now) })

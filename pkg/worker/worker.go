@@ -18,9 +18,10 @@
 //  3. Heartbeat: one goroutine renews every running job's lease in one
 //     batched Apply (fenced on owner and attempt, carrying progress and
 //     reading back cancel requests) and, alongside, extends the messages'
-//     visibility. Both calls may run until the earliest lease ends (at
-//     least one interval), so a slow store still renews in time and a hung
-//     one cannot keep a job past its lease.
+//     visibility. Both calls may run until one interval before the
+//     earliest lease ends (at least half an interval), so a slow store
+//     still renews in time and a hung one cannot keep a job to its lease's
+//     end.
 //     A renewal that loses its condition means the lease is lost: the
 //     handler's context is cancelled and the attempt commits nothing
 //     (RenewalResult). Every run is tracked until its own handler returns,

@@ -786,7 +786,7 @@ func TestSlowRenewal(t *testing.T) {
 	}{
 		// 59 minutes of lease left: six heartbeats are no reason to stop.
 		{"SlowerThanHeartbeat", 300 * time.Millisecond, time.Minute, false},
-		// 10 ms of lease left: the call is cut off after one heartbeat
+		// 10 ms of lease left: the call is cut off after half a heartbeat
 		// interval, and the job is given up.
 		{"Hung", time.Hour, time.Hour - 10*time.Millisecond, true},
 	} {
