@@ -78,9 +78,13 @@
 //  5. Footprint (TestFootprint): VmRSS (and VmHWM) from /proc of an idle
 //     worker, the dispatcher and the reaper after a warm-up of echo jobs
 //     and a few seconds without work, and the sizes of the three binaries,
-//     built as the container image builds them (static, without symbols):
-//     the default build (both profiles) and the local profile's alone
-//     (-tags jobfleet_noaws, see package profile).
+//     built as the container image builds them (static, without symbols).
+//     On the local profile: the default build (both profiles) and the
+//     local profile's alone (-tags jobfleet_noaws, see package profile).
+//     On the aws profile, against the moto server: the worker and the
+//     reaper of the default build and of the aws profile's alone (-tags
+//     jobfleet_nolocal, the image for ECS), with the jobs submitted in
+//     process (an aws-only dispatcher would provision ECS tasks).
 //
 // Full runs are sequential (tests do not call t.Parallel) because
 // concurrent scenarios would measure each other; smoke runs use t.Parallel.
