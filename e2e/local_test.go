@@ -472,8 +472,10 @@ func TestFleetScalesOutAndIn(t *testing.T) {
 // attempt spent), and exits; another worker runs the job.
 func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 	t.Parallel()
-	s := start(t, options{"JOBFLEET_DRAIN_TIMEOUT": "1s", "JOBFLEET_CONCURRENCY": "1"})
-	j := submit(t, s, job.Submission{Type: "sleep", Payload: json.RawMessage(`{"seconds":4}`)})
+	// The drain (and /health's 503) lasts 2 s, the job longer: it is
+	// handed back.
+	s := start(t, options{"JOBFLEET_DRAIN_TIMEOUT": "2s", "JOBFLEET_CONCURRENCY": "1"})
+	j := submit(t, s, job.Submission{Type: "sleep", Payload: json.RawMessage(`{"seconds":5}`)})
 	running := s.waitFor(j.ID, 20*time.Second, func(j *client.Job) bool { return j.Status == job.Running })
 	var addr string
 	require.Eventually(t, func() bool {
