@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -98,43 +99,38 @@ func footprint(t *testing.T, p params, bin, build string, tb *table) int64 {
 }
 
 // footprintAWS runs the worker and the reaper of the binaries in bin on the
-// aws profile against the bench's moto server (awstest), with resources of their
-// own, warms them up with jobs submitted in process, adds their rows to tb
+// aws profile against the bench's moto server (awstest), with resources of
+// their own, warms them up with jobs submitted in process, adds their rows to tb
 // and returns the idle worker's median RSS in kB.
 func footprintAWS(t *testing.T, p params, bin, build string, tb *table) int64 {
 	ctx := t.Context()
 	settings := env{
 		"JOBFLEET_PROFILE": config.ProfileAWS, "JOBFLEET_FLEET": config.FleetLocal,
 		"JOBFLEET_RESOURCE_PREFIX": "bench-" + randomHex(4), "JOBFLEET_RESEND_AFTER": "1h",
-		"JOBFLEET_IDLE_TIMEOUT": "0", "JOBFLEET_WORKER_ADDR": "127.0.0.1:0", "JOBFLEET_REAPER_ADDR": "127.0.0.1:0",
-		"JOBFLEET_LOG_LEVEL": "info",
+		"JOBFLEET_IDLE_TIMEOUT": "0",
 	}
 	cfg, err := config.Load(settings.get)
 	require.NoError(t, err)
 	require.NoError(t, profile.BootstrapAWS(ctx, cfg, profile.NewClients(awstest.Config(t)), slog.New(slog.DiscardHandler)))
 	svc := newService(openAWSRole(t, cfg, dynamometer.New(1), nil).b, cfg)
 
-	s := &system{t: t, dir: t.TempDir()}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "JOBFLEET_") && !(awstest.IsMoto(t) && strings.HasPrefix(kv, "AWS_")) {
-			s.env = append(s.env, kv)
+	if awstest.IsMoto(t) {
+		maps.Copy(settings, env{"AWS_ENDPOINT_URL": awstest.Endpoint(t), "AWS_REGION": awstest.Region,
+			"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})
+	} else { // the caller's endpoint, credentials and region
+		for _, kv := range os.Environ() {
+			if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
+				settings[k] = v
+			}
 		}
 	}
-	for k, v := range settings {
-		s.env = append(s.env, k+"="+v)
-	}
-	if awstest.IsMoto(t) {
-		s.env = append(s.env, "AWS_ENDPOINT_URL="+awstest.Endpoint(t), "AWS_REGION="+awstest.Region,
-			"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test")
-	}
+	s := newSystem(t, bin, settings)
+	defer s.stop() // the worker too: its environment names the system's data directory
 	s.reaper = s.spawn(bin, "reaper")
 	w := s.spawn(bin, "worker")
 	defer func() {
-		for _, pr := range []*proc{w, s.reaper} {
-			pr.stop(15 * time.Second)
-			if t.Failed() {
-				t.Logf("%s output:\n%s", pr.name, pr.output())
-			}
+		if t.Failed() {
+			t.Logf("worker output:\n%s", w.output())
 		}
 	}()
 	s.reaper.wait(t, "reaper ready", 30*time.Second)

@@ -146,6 +146,23 @@ func startSystem(t *testing.T, settings env) *system {
 // startSystemFrom is startSystem with the binaries in bin.
 func startSystemFrom(t *testing.T, bin string, settings env) *system {
 	t.Helper()
+	s := newSystem(t, bin, settings)
+	s.reaper = s.spawn(bin, "reaper")
+	s.reaper.wait(t, "reaper ready", 30*time.Second)
+	s.disp = s.spawn(bin, "dispatcher")
+	ready := s.disp.wait(t, "dispatcher ready", 30*time.Second)
+	c, err := client.New("http://"+ready["addr"].(string), nil)
+	require.NoError(t, err)
+	s.client = c
+	return s
+}
+
+// newSystem prepares a system of the binaries in bin over a fresh data
+// directory, its processes' environment being the caller's without its
+// JOBFLEET_* and AWS_* variables, plus settings; nothing runs yet. The
+// test's cleanup stops what it starts.
+func newSystem(t *testing.T, bin string, settings env) *system {
+	t.Helper()
 	s := &system{t: t, dir: t.TempDir()}
 	vars := env{
 		"JOBFLEET_DATA_DIR":       filepath.Join(s.dir, "data"),
@@ -165,13 +182,6 @@ func startSystemFrom(t *testing.T, bin string, settings env) *system {
 		s.env = append(s.env, k+"="+v)
 	}
 	t.Cleanup(s.stop)
-	s.reaper = s.spawn(bin, "reaper")
-	s.reaper.wait(t, "reaper ready", 30*time.Second)
-	s.disp = s.spawn(bin, "dispatcher")
-	ready := s.disp.wait(t, "dispatcher ready", 30*time.Second)
-	c, err := client.New("http://"+ready["addr"].(string), nil)
-	require.NoError(t, err)
-	s.client = c
 	return s
 }
 
