@@ -9,7 +9,8 @@
 #   make lint    gofmt check, go vet, staticcheck
 #   make build   the three service binaries into ./bin (TAGS=jobfleet_noaws
 #                for local-profile-only binaries, TAGS=jobfleet_nolocal for
-#                aws-only ones: smaller; see pkg/profile)
+#                aws-only ones, TAGS=jobfleet_nolocal,jobfleet_ecs for the
+#                ECS images' ones: smaller; see pkg/profile)
 #   make tidy    go mod tidy in every module
 
 SHELL := /bin/bash
@@ -24,7 +25,7 @@ SERVICES := dispatcher worker reaper
 # Build tags that leave a profile out of the binaries (pkg/profile); lint
 # vets every variant.
 TAGS ?=
-SLIM_TAGS := jobfleet_noaws jobfleet_nolocal
+SLIM_TAGS := jobfleet_noaws jobfleet_nolocal jobfleet_nolocal,jobfleet_ecs
 # Every module in go.work, as directories.
 MODULES = $(shell $(GO) list -f '{{.Dir}}' -m)
 TEST_FLAGS ?= -race -count=1 -timeout 15m
@@ -95,7 +96,7 @@ lint: $(TOOLS)/staticcheck
 	done
 	@for t in $(SLIM_TAGS); do \
 	  echo "== lint -tags $$t"; \
-	  (cd pkg && $(GO) vet -tags $$t ./profile/... && $(TOOLS)/staticcheck -tags $$t ./profile/...) && \
+	  (cd pkg && $(GO) vet -tags $$t ./profile/... ./awsconfig/... && $(TOOLS)/staticcheck -tags $$t ./profile/... ./awsconfig/...) && \
 	  for s in $(SERVICES); do \
 	    (cd services/$$s && $(GO) vet -tags $$t ./... && $(TOOLS)/staticcheck -tags $$t ./...) || exit 1; \
 	  done || exit 1; \

@@ -82,9 +82,11 @@
 //     On the local profile: the default build (both profiles) and the
 //     local profile's alone (-tags jobfleet_noaws, see package profile).
 //     On the aws profile, against the moto server: the worker and the
-//     reaper of the default build and of the aws profile's alone (-tags
-//     jobfleet_nolocal, the image for ECS), with the jobs submitted in
-//     process (an aws-only dispatcher would provision ECS tasks).
+//     reaper of the default build, of the aws profile's alone (-tags
+//     jobfleet_nolocal) and of the image for ECS (-tags
+//     jobfleet_nolocal,jobfleet_ecs: also without the SDK's config
+//     package, see package awsconfig), with the jobs submitted in process
+//     (an aws-only dispatcher would provision ECS tasks).
 //
 // Full runs are sequential (tests do not call t.Parallel) because
 // concurrent scenarios would measure each other; smoke runs use t.Parallel.

@@ -25,14 +25,16 @@ import (
 
 // footprintBuilds are the builds the footprint scenario measures, each on
 // a profile it holds: the default (both profiles) on each; the local
-// profile alone on the local profile; the aws profile alone (the image for
-// ECS) on the aws profile, against the bench's AWS endpoint (see package
-// profile, Slim binaries).
+// profile alone on the local profile; on the aws profile, against the
+// bench's AWS endpoint, the aws profile alone, and the image for ECS,
+// which also loads the AWS configuration without the SDK's config package
+// (see packages profile, Slim binaries, and awsconfig, The ECS build).
 var footprintBuilds = []struct{ name, tags, profile string }{
 	{"default", "", config.ProfileLocal},
 	{"-tags jobfleet_noaws", "jobfleet_noaws", config.ProfileLocal},
 	{"default", "", config.ProfileAWS},
 	{"-tags jobfleet_nolocal", "jobfleet_nolocal", config.ProfileAWS},
+	{"-tags jobfleet_nolocal,jobfleet_ecs", "jobfleet_nolocal,jobfleet_ecs", config.ProfileAWS},
 }
 
 func TestFootprint(t *testing.T) {
@@ -55,7 +57,8 @@ func TestFootprint(t *testing.T) {
 		"Anonymous memory is the Go heap and runtime, SQLite's page caches and the like; file memory is mostly the binary's pages in use. "+
 		"Binaries built as the container image builds them (static, -trimpath -ldflags=\"-s -w\"). "+
 		"The default build holds both profiles; -tags jobfleet_noaws leaves out the AWS SDK (the local profile only), "+
-		"-tags jobfleet_nolocal leaves out SQLite (the aws profile only: the image for ECS). "+
+		"-tags jobfleet_nolocal leaves out SQLite (the aws profile only), and jobfleet_ecs the SDK's config package "+
+		"(configuration from the environment and the task role only, without shared config files, SSO or STS): the image for ECS. "+
 		"On the aws profile the worker and reaper run against the bench's moto server and the jobs are submitted in process; "+
 		"the dispatcher is measured on the local profile only (an aws-only one provisions ECS tasks, which the emulator does not run). "+
 		"A worker returns the Go heap's free memory to the OS after a second without work (worker.Options.FreeMemoryWhenIdle).",

@@ -7,6 +7,34 @@
 // AWS_ENDPOINT_URL — the SDK's own setting — to point every client at
 // LocalStack or a moto server.
 //
+// # The ECS build
+//
+// Binaries built with -tags jobfleet_ecs (the container images for ECS:
+// infra/Dockerfile) load the configuration from the environment and the
+// task's role only, without the SDK's config package: no shared config
+// or credentials files, no SSO, no assume-role, no web identity. Leaving
+// those out (and the STS, SSO and sign-in clients they bring) makes an
+// idle worker about 1.8 MB smaller (docs/benchmarks.md, Footprint). Such
+// a build reads, in the SDK's order of precedence:
+//
+//   - the region from AWS_REGION, else AWS_DEFAULT_REGION;
+//   - the endpoint from AWS_ENDPOINT_URL (unless
+//     AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true), and AWS_MAX_ATTEMPTS
+//     (the retry mode is adaptive either way);
+//   - credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+//     AWS_SESSION_TOKEN; else from the container credentials endpoint
+//     (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: the ECS task role; or
+//     AWS_CONTAINER_CREDENTIALS_FULL_URI with
+//     AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE], over http only to loopback
+//     and the ECS and EKS link-local hosts, as the SDK allows); else from
+//     the EC2 instance role (IMDS), unless AWS_EC2_METADATA_DISABLED=true;
+//   - AWS_CA_BUNDLE: the certificates to trust instead of the system's.
+//
+// A setting that the default chain would honour and this build cannot
+// (AWS_PROFILE, AWS_WEB_IDENTITY_TOKEN_FILE, a service-specific
+// AWS_ENDPOINT_URL_<SERVICE>, FIPS or dual-stack endpoints) is an error at
+// start that names it, not silently ignored.
+//
 // Instrument adds a middleware to every client that counts each request
 // attempt by service, operation and outcome in jobfleet_aws_requests_total,
 // and observes its latency in jobfleet_aws_request_seconds. That is what
@@ -21,7 +49,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
@@ -29,8 +56,9 @@ import (
 )
 
 // Load returns the SDK configuration from the environment, instrumented
-// with m. extra options are applied last.
-func Load(ctx context.Context, m *metrics.Metrics, extra ...func(*config.LoadOptions) error) (aws.Config, error) {
+// with m: the SDK's default chain, or in a -tags jobfleet_ecs build the
+// environment and the task's role only (see the package doc).
+func Load(ctx context.Context, m *metrics.Metrics) (aws.Config, error) {
 	apiOpts := []func(*middleware.Stack) error{Instrument(m)}
 	faults, err := faultsFromEnv()
 	if err != nil {
@@ -41,11 +69,7 @@ func Load(ctx context.Context, m *metrics.Metrics, extra ...func(*config.LoadOpt
 		// failures are counted as the attempts they replace.
 		apiOpts = append(apiOpts, faults)
 	}
-	opts := []func(*config.LoadOptions) error{
-		config.WithRetryMode(aws.RetryModeAdaptive),
-		config.WithAPIOptions(apiOpts),
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, append(opts, extra...)...)
+	cfg, err := load(ctx, apiOpts)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}

@@ -19,7 +19,11 @@
 // Footprint): -tags jobfleet_noaws drops the AWS SDK (the local profile
 // only), -tags jobfleet_nolocal drops SQLite (the aws profile with the ECS
 // fleet only: no local profile, no local fleet). A binary asked for a
-// profile or fleet it was built without says so when it opens it.
+// profile or fleet it was built without says so when it opens it. A third
+// tag, jobfleet_ecs, trims the aws profile itself: the AWS configuration
+// comes from the environment and the task's role only, without the SDK's
+// config package (package awsconfig, The ECS build). The images for ECS
+// are built with -tags jobfleet_nolocal,jobfleet_ecs.
 package profile
 
 import (
