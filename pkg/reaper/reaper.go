@@ -12,7 +12,13 @@
 //     send never strands a job. A job that never started and passed its
 //     start deadline (start_within) fails with a "provisioner:" error.
 //   - SCHEDULED near its run_at → QUEUED, with the message delayed to run_at.
-//   - Work-queue DLQ messages → the job FAILED with the reason, so nothing
+//   - Work-queue DLQ messages of jobs still QUEUED at the message's attempt:
+//     a message that used up the queue's receives without starting its job
+//     (workers give it back while the job store refuses the start: a store
+//     outage longer than the give-backs cover) is sent again, up to
+//     Options.Redrives times, so an outage does not fail healthy jobs; a
+//     message a worker dead-lettered itself (it carries a reason), or one
+//     past its redrives, fails its job with the reason, so nothing
 //     disappears silently.
 //   - Terminal records past retention → purged, where the store supports it.
 //
@@ -62,8 +68,17 @@ type Options struct {
 	Sweep  time.Duration // default 5 s
 	// Batch is the most jobs each sweep step handles per pass (default 500).
 	Batch int
-	// WorkDLQ is the work queue's dead-letter queue, drained into FAILED jobs.
+	// WorkDLQ is the work queue's dead-letter queue, drained into re-sent
+	// messages or FAILED jobs (see the package doc).
 	WorkDLQ *queue.Queue
+	// Redrives is how many times the message of a job that reached the DLQ
+	// without starting it is sent again before the job fails (default
+	// DefaultRedrives; negative: never, it fails at once). The n-th is held
+	// back RedriveDelay(n). The job store is down while messages pile up in
+	// the DLQ (a dead letter is handled only once its job can be read), so
+	// this bounds a store that keeps refusing starts while reads work, not
+	// the length of an outage.
+	Redrives int
 	// Events is the fleet's state-change event queue; EventsDLQ receives
 	// events that cannot be parsed, with the reason.
 	Events, EventsDLQ *queue.Queue
@@ -115,6 +130,12 @@ func New(store *jobstore.Store, workQ *queue.Queue, opts *Options) *Reaper {
 	if o.EventsWait <= 0 {
 		o.EventsWait = queue.MaxWait
 	}
+	switch {
+	case o.Redrives == 0:
+		o.Redrives = DefaultRedrives
+	case o.Redrives < 0:
+		o.Redrives = 0
+	}
 	o.Clock = clock.Or(o.Clock)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -147,7 +168,7 @@ func (r *Reaper) sweepLoop(ctx context.Context) {
 			r.log.Error("sweep", "err", err)
 		case res.Any():
 			r.log.Info("sweep", "reclaimed", res.Reclaimed, "timed_out", res.TimedOut, "resent", res.Resent,
-				"promoted", res.Promoted, "expired", res.Expired, "dead_lettered", res.DeadLettered, "purged", res.Purged)
+				"promoted", res.Promoted, "expired", res.Expired, "dead_lettered", res.DeadLettered, "redriven", res.Redriven, "purged", res.Purged)
 		}
 		select {
 		case <-ctx.Done():
@@ -165,6 +186,7 @@ type SweepResult struct {
 	Expired      int // QUEUED past the start deadline, failed
 	Promoted     int // SCHEDULED → QUEUED
 	DeadLettered int // DLQ messages turned into FAILED jobs
+	Redriven     int // DLQ messages of never-started jobs sent again
 	Purged       int // expired terminal records deleted
 }
 
@@ -343,7 +365,26 @@ func (r *Reaper) enqueueLater(ctx context.Context, jobs []*job.Job, now time.Tim
 	}
 }
 
-// sweepDeadLetters turns dead-lettered work messages into FAILED jobs.
+// DefaultRedrives is Options.Redrives's default.
+const DefaultRedrives = 3
+
+// RedrivesAttr is the work message attribute that counts how many times
+// the reaper sent a dead-lettered message again; a message keeps its
+// attributes on its way to the dead-letter queue.
+const RedrivesAttr = "redrives"
+
+// RedriveDelay is how long the n-th re-sent message (n ≥ 1) of a job is
+// held back: 1 min, 4 min, then queue.MaxDelay (15 min).
+func RedriveDelay(n int) time.Duration {
+	d := time.Minute
+	for i := 1; i < n && d < queue.MaxDelay; i++ {
+		d *= 4
+	}
+	return min(d, queue.MaxDelay)
+}
+
+// sweepDeadLetters handles dead-lettered work messages (see the package
+// doc): a message is deleted from the DLQ once handled.
 func (r *Reaper) sweepDeadLetters(ctx context.Context, res *SweepResult) error {
 	if r.o.WorkDLQ == nil {
 		return nil
@@ -359,13 +400,9 @@ func (r *Reaper) sweepDeadLetters(ctx context.Context, res *SweepResult) error {
 		var done []string
 		for _, m := range msgs {
 			handled++
-			ok, err := r.deadLetter(ctx, m)
-			if err != nil {
+			if err := r.deadLetter(ctx, m, res); err != nil {
 				r.log.Warn("dead letter", "message_id", m.ID, "err", err)
 				continue // try again next pass
-			}
-			if ok {
-				res.DeadLettered++
 			}
 			done = append(done, m.Handle)
 		}
@@ -376,40 +413,79 @@ func (r *Reaper) sweepDeadLetters(ctx context.Context, res *SweepResult) error {
 	return nil
 }
 
-// deadLetter fails the job of one DLQ message when that message was the
-// job's current one (QUEUED at the message's attempt). It reports whether
-// a job was failed; an error leaves the message for the next pass.
-func (r *Reaper) deadLetter(ctx context.Context, m *queue.Message) (bool, error) {
+// deadLetter handles one DLQ message whose job is still QUEUED at the
+// message's attempt (any other message was stale): it sends the message
+// again, or fails the job with the reason. An error leaves the message for
+// the next pass.
+func (r *Reaper) deadLetter(ctx context.Context, m *queue.Message, res *SweepResult) error {
 	r.m.DeadLetters.WithLabelValues(r.o.WorkDLQ.Name()).Inc()
 	jm, err := job.DecodeMessage(m.Body)
 	if err != nil {
 		r.log.Error("undecodable dead letter dropped", "message_id", m.ID, "reason", m.Attributes["reason"], "err", err)
-		return false, nil
+		return nil
 	}
 	j, err := r.store.Get(ctx, jm.ID)
 	if errors.Is(err, errcode.NotFound) {
-		return false, nil
+		return nil
 	}
 	if err != nil {
-		return false, err
+		return err
 	}
 	if j.Status != job.Queued || j.Attempt != jm.Attempt {
-		return false, nil // the message was stale; the job lives on
+		return nil // the message was stale; the job lives on
 	}
+	now := r.o.Clock.Now()
 	// The receive count runs across queues: this receive is one of them.
-	reason := "work message moved to the dead-letter queue after " + strconv.Itoa(m.ReceiveCount-1) + " receives without starting"
-	if why := m.Attributes["reason"]; why != "" {
+	receives := m.ReceiveCount - 1
+	why := m.Attributes["reason"]
+	redrives, _ := strconv.Atoi(m.Attributes[RedrivesAttr])
+	if why == "" && redrives < r.o.Redrives {
+		return r.redrive(ctx, j, redrives+1, receives, now, res)
+	}
+	reason := "work message moved to the dead-letter queue after " + strconv.Itoa(receives) + " receives without starting"
+	if redrives > 0 {
+		reason += " (sent again " + strconv.Itoa(redrives) + " times)"
+	}
+	if why != "" {
 		reason += ": " + why
 	}
-	n, err := r.store.ApplyOne(ctx, r.o.Policy.DeadLetter(j, r.o.Clock.Now(), reason))
+	n, err := r.store.ApplyOne(ctx, r.o.Policy.DeadLetter(j, now, reason))
 	if errors.Is(err, errcode.FailedPrecondition) {
-		return false, nil
+		return nil
 	}
 	if err != nil {
-		return false, err
+		return err
 	}
+	res.DeadLettered++
 	r.log.Warn("job failed: dead-lettered", "job_id", n.ID, "attempt", n.Attempt, "reason", reason)
-	return true, nil
+	return nil
+}
+
+// redrive sends the work message of j (QUEUED, as read) again, as its n-th
+// redrive, after the write that records the resend won: the same write the
+// resend sweep makes, so a send that fails is the resend sweep's to repeat.
+func (r *Reaper) redrive(ctx context.Context, j *job.Job, n, receives int, now time.Time, res *SweepResult) error {
+	won, err := r.apply(ctx, []job.Change{r.o.Policy.Resend(j, now)}, func(int, *job.Job) {})
+	if err != nil || len(won) == 0 {
+		return err // nil when someone moved the job first: the message was stale
+	}
+	delay := RedriveDelay(n)
+	e := work.Entry(won[0], now, delay)
+	e.Attributes = map[string]string{RedrivesAttr: strconv.Itoa(n)}
+	sent, err := r.work.Send(ctx, e)
+	if err == nil {
+		err = sent[0].Err
+	}
+	if err != nil {
+		r.m.Errors.WithLabelValues("reaper", "send").Inc()
+		r.log.Warn("send work message; will retry at the resend deadline", "job_id", j.ID, "err", err)
+		return nil
+	}
+	r.m.Resends.Inc()
+	res.Redriven++
+	r.log.Warn("work message dead-lettered without starting its job; sent again", "job_id", j.ID,
+		"attempt", j.Attempt, "receives", receives, "redrive", n, "delay", delay)
+	return nil
 }
 
 func (r *Reaper) purge(ctx context.Context, res *SweepResult) error {

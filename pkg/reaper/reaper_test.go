@@ -3,6 +3,7 @@ package reaper_test
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -225,7 +226,10 @@ func TestPromoteScheduled(t *testing.T) {
 	require.Equal(t, []job.Message{{ID: j.ID}}, e.messages(e.work))
 }
 
-func TestDeadLettersFailJobs(t *testing.T) {
+// TestDeadLetters: a message a worker dead-lettered itself (with a reason)
+// fails its job with the reason; a stale one leaves its job alone; an
+// undecodable one is dropped; each is deleted from the DLQ.
+func TestDeadLetters(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	ctx := context.Background()
@@ -236,15 +240,22 @@ func TestDeadLettersFailJobs(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.store.ApplyOne(ctx, policy.Finish(r, e.clock.Now(), job.End{Outcome: job.OutcomeHandedBack}))
 	require.NoError(t, err)
-	_, err = work.Enqueue(ctx, e.dlq, e.clock.Now(), j, moved)
+	withReason := work.Entry(j, e.clock.Now(), 0)
+	withReason.Attributes = map[string]string{"reason": "the store refuses the start: item too large"}
+	_, err = e.dlq.Send(ctx, withReason)
+	require.NoError(t, err)
+	_, err = work.Enqueue(ctx, e.dlq, e.clock.Now(), moved)
 	require.NoError(t, err)
 	_, err = e.dlq.Send(ctx, queue.SendEntry{Body: []byte("garbage"), Attributes: map[string]string{"reason": "undecodable"}})
 	require.NoError(t, err)
 
-	require.Equal(t, 1, e.sweep().DeadLettered)
+	res := e.sweep()
+	require.Equal(t, 1, res.DeadLettered)
+	require.Zero(t, res.Redriven)
 	f := e.get(j.ID)
 	require.Equal(t, job.Failed, f.Status)
 	require.Contains(t, f.Error, "dead-letter queue")
+	require.Contains(t, f.Error, "item too large", "the worker's reason")
 	require.Equal(t, job.Queued, e.get(moved.ID).Status, "a stale dead letter leaves the job alone")
 	d, err := e.dlq.Depth(ctx)
 	require.NoError(t, err)
@@ -254,28 +265,75 @@ func TestDeadLettersFailJobs(t *testing.T) {
 	require.Equal(t, job.Queued, j2.Status)
 }
 
-// A message that keeps failing to start reaches the DLQ through redrive and
-// its job fails with the reason.
-func TestRedriveToFailure(t *testing.T) {
+// TestRedrive: a message that used up its receives without starting its
+// job (a store outage longer than the workers' give-backs) reaches the
+// DLQ through redrive; the reaper sends it again, held back longer each
+// time, and fails the job with the reason only after Redrives of them.
+func TestRedrive(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
+	// Resend deadlines out of the way: only redrives send messages here.
+	p := policy
+	p.ResendAfter, p.MaxResendInterval = 24*time.Hour, 24*time.Hour
+	e.r = reaper.New(e.store, e.work, &reaper.Options{Policy: p, Sweep: time.Hour, WorkDLQ: e.dlq, Clock: e.clock, Metrics: e.m})
 	ctx := context.Background()
 	j := e.submit(job.Submission{Type: "echo"})
 	_, err := work.Enqueue(ctx, e.work, e.clock.Now(), j)
 	require.NoError(t, err)
-	for range 3 { // MaxReceives: 3; received and never deleted
-		msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1, Visibility: time.Second})
+	// exhaust receives the message without deleting it until MaxReceives
+	// (3), given how many receives it already had.
+	exhaust := func(had int) {
+		t.Helper()
+		for range 3 - had {
+			msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1, Visibility: time.Second})
+			require.NoError(t, err)
+			require.Len(t, msgs, 1)
+			e.clock.Advance(2 * time.Second)
+		}
+		msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1})
+		require.NoError(t, err)
+		require.Empty(t, msgs, "moved to the DLQ")
+	}
+	for n := 1; n <= reaper.DefaultRedrives; n++ {
+		exhaust(min(n-1, 1))
+		res := e.sweep()
+		require.Equal(t, 1, res.Redriven, "redrive %d", n)
+		require.Zero(t, res.DeadLettered)
+		cur := e.get(j.ID)
+		require.Equal(t, job.Queued, cur.Status, "a job that never started is not failed")
+		require.Equal(t, n, cur.Resends)
+		d, err := e.work.Depth(ctx)
+		require.NoError(t, err)
+		require.Equal(t, int64(1), d.Delayed, "held back")
+		e.clock.Advance(reaper.RedriveDelay(n) - time.Second)
+		msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1})
+		require.NoError(t, err)
+		require.Empty(t, msgs, "not before RedriveDelay(%d)", n)
+		e.clock.Advance(time.Second)
+		msgs, err = e.work.Receive(ctx, queue.ReceiveOptions{Max: 1, Visibility: time.Second})
 		require.NoError(t, err)
 		require.Len(t, msgs, 1)
-		e.clock.Advance(2 * time.Second)
+		require.Equal(t, strconv.Itoa(n), msgs[0].Attributes[reaper.RedrivesAttr])
+		jm, err := job.DecodeMessage(msgs[0].Body)
+		require.NoError(t, err)
+		require.Equal(t, job.Message{ID: j.ID, Attempt: 0}, jm)
+		// That receive is the first of the next round.
+		_, err = e.work.ChangeVisibility(ctx, queue.VisibilityChange{Handle: msgs[0].Handle})
+		require.NoError(t, err)
 	}
-	msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1})
-	require.NoError(t, err)
-	require.Empty(t, msgs, "moved to the DLQ")
-	require.Equal(t, 1, e.sweep().DeadLettered)
+	exhaust(1)
+	res := e.sweep()
+	require.Equal(t, 1, res.DeadLettered)
 	f := e.get(j.ID)
 	require.Equal(t, job.Failed, f.Status)
-	require.Contains(t, f.Error, "after 3 receives")
+	require.Contains(t, f.Error, "after 3 receives without starting (sent again 3 times)")
+}
+
+func TestRedriveDelay(t *testing.T) {
+	t.Parallel()
+	for n, want := range map[int]time.Duration{1: time.Minute, 2: 4 * time.Minute, 3: 15 * time.Minute, 10: 15 * time.Minute} {
+		require.Equal(t, want, reaper.RedriveDelay(n), "n=%d", n)
+	}
 }
 
 func sendEvent(t *testing.T, q *queue.Queue, e fleet.Event) {

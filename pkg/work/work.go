@@ -29,10 +29,7 @@ func EnqueueLater(ctx context.Context, q *queue.Queue, now time.Time, extra time
 	}
 	entries := make([]queue.SendEntry, len(jobs))
 	for i, j := range jobs {
-		entries[i] = queue.SendEntry{
-			Body:  job.Message{ID: j.ID, Attempt: j.Attempt}.Encode(),
-			Delay: min(job.MessageDelay(j, now)+extra, queue.MaxDelay),
-		}
+		entries[i] = Entry(j, now, extra)
 	}
 	res, err := q.Send(ctx, entries...)
 	if err != nil {
@@ -43,4 +40,13 @@ func EnqueueLater(ctx context.Context, q *queue.Queue, now time.Time, extra time
 		errs[i] = r.Err
 	}
 	return errs, nil
+}
+
+// Entry is the work message of a queued job as a send entry, delayed until
+// its RunAt and extra longer (up to the queue's delay limit).
+func Entry(j *job.Job, now time.Time, extra time.Duration) queue.SendEntry {
+	return queue.SendEntry{
+		Body:  job.Message{ID: j.ID, Attempt: j.Attempt}.Encode(),
+		Delay: min(job.MessageDelay(j, now)+extra, queue.MaxDelay),
+	}
 }

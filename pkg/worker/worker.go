@@ -14,7 +14,8 @@
 //     A start the store refuses (the whole write, or its entry) gives its
 //     message back after GiveBackDelay, which grows with the message's
 //     receive count, so an outage of minutes does not exhaust the work
-//     queue's receives and dead-letter healthy jobs.
+//     queue's receives (a longer one does: the reaper sends such a
+//     dead-lettered message again, package reaper).
 //  3. Heartbeat: one goroutine renews every running job's lease in one
 //     batched Apply (fenced on owner and attempt, carrying progress and
 //     reading back cancel requests) and, alongside, extends the messages'
