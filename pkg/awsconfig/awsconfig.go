@@ -14,7 +14,7 @@
 // task's role only, without the SDK's config package: no shared config
 // or credentials files, no SSO, no assume-role, no web identity. Leaving
 // those out (and the STS, SSO and sign-in clients they bring) makes an
-// idle worker about 1.8 MB smaller (docs/benchmarks.md, Footprint). Such
+// idle worker about 2 MiB smaller (docs/benchmarks.md, Footprint). Such
 // a build reads, in the SDK's order of precedence:
 //
 //   - the region from AWS_REGION, else AWS_DEFAULT_REGION;
