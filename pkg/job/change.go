@@ -603,6 +603,28 @@ func (p Policy) Resend(cur *Job, now time.Time) Change {
 	return c
 }
 
+// Redrive records that the work message of a QUEUED job (cur as read)
+// reached the dead-letter queue without starting the job: its resend
+// deadline is brought forward, so the reaper's resend sweep sends the
+// message again (and handles a pending cancel or a passed start deadline
+// first, as for any resend), and detail says what happened. The first
+// redrive of a queued spell (no resends yet) is due at once; each later one
+// is held back as long as the resend interval it follows (ResendAfter
+// doubling, up to MaxResendInterval), so a job whose start keeps being
+// refused is tried less and less often.
+func (p Policy) Redrive(cur *Job, now time.Time, detail string) Change {
+	c := Change{ID: cur.ID, Event: EventResend, Key: cur.Key, If: Cond{Status: Queued, Attempt: cur.Attempt, Rev: cur.Rev}}
+	c.Set.Fields = FieldResendAt | FieldDueAt | FieldDetail | FieldUpdatedAt
+	c.Set.Values.ResendAt = later(now, cur.RunAt)
+	if cur.Resends > 0 {
+		c.Set.Values.ResendAt = p.resendAt(now, cur.RunAt, cur.Resends-1)
+	}
+	c.Set.Values.DueAt = queuedDue(c.Set.Values.ResendAt, cur)
+	c.Set.Values.Detail = truncate(detail, maxReasonLen)
+	c.Set.Values.UpdatedAt = now
+	return c
+}
+
 // DeadLetter fails a QUEUED job (cur as read) whose message reached the
 // dead-letter queue, with the reason.
 func (p Policy) DeadLetter(cur *Job, now time.Time, reason string) Change {

@@ -409,6 +409,31 @@ func TestResendBacksOff(t *testing.T) {
 	require.Equal(t, policy.MaxResendInterval, gaps[9])
 }
 
+// A redrive brings the resend deadline forward: at once the first time,
+// then held back as long as the resend interval it follows.
+func TestRedriveBringsTheResendForward(t *testing.T) {
+	t.Parallel()
+	j := newJob(t, job.Submission{Type: "echo"})
+	now := j.RunAt.Add(10 * time.Second)
+	r := apply(t, j, policy.Redrive(j, now, "dead-lettered"))
+	require.Equal(t, job.Queued, r.Status)
+	require.Equal(t, now, r.ResendAt, "due at once")
+	require.Equal(t, now, r.DueAt)
+	require.Equal(t, "dead-lettered", r.Detail)
+	require.Equal(t, 0, r.Resends, "the resend sweep counts the send")
+	require.False(t, policy.Redrive(j, now, "x").If.Holds(r), "fenced on the revision read")
+
+	s := apply(t, r, policy.Resend(r, now))
+	s = apply(t, s, policy.Resend(s, now))
+	later := now.Add(time.Minute)
+	r2 := apply(t, s, policy.Redrive(s, later, "again"))
+	require.Equal(t, later.Add(2*policy.ResendAfter), r2.ResendAt, "after two resends: the second's interval")
+
+	delayed := newJob(t, job.Submission{Type: "echo", Delay: job.Duration(time.Minute)})
+	d := apply(t, delayed, policy.Redrive(delayed, t0, "x"))
+	require.Equal(t, delayed.RunAt, d.ResendAt, "not before run_at")
+}
+
 func TestHistoryBounded(t *testing.T) {
 	t.Parallel()
 	j := newJob(t, job.Submission{Type: "echo", MaxAttempts: 100})

@@ -29,6 +29,7 @@ type Metrics struct {
 	Stale             prometheus.Counter       // work messages that could not start
 	Reclaims          *prometheus.CounterVec   // reason
 	Resends           prometheus.Counter
+	Redrives          prometheus.Counter
 	Promotions        prometheus.Counter
 	DeadLetters       *prometheus.CounterVec // queue
 	Backlog           *prometheus.GaugeVec   // queue, state (visible, in_flight, delayed)
@@ -86,6 +87,7 @@ func New() *Metrics {
 	m.Stale = counter("stale_messages_total", "Work messages that could not start their job (terminal, newer attempt, live lease elsewhere).").WithLabelValues()
 	m.Reclaims = counter("reclaims_total", "Running jobs reclaimed by the reaper, by reason.", "reason")
 	m.Resends = counter("resends_total", "Work messages re-sent for queued jobs past their resend deadline.").WithLabelValues()
+	m.Redrives = counter("redrives_total", "Dead-lettered work messages of jobs that never started with them, whose resend the reaper brought forward.").WithLabelValues()
 	m.Promotions = counter("promotions_total", "Scheduled jobs moved to the queue.").WithLabelValues()
 	m.DeadLetters = counter("dead_letters_total", "Dead-lettered messages handled, by queue.", "queue")
 	m.Backlog = gauge("backlog", "Messages in a queue, by state.", "queue", "state")

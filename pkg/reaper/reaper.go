@@ -12,14 +12,19 @@
 //     send never strands a job. A job that never started and passed its
 //     start deadline (start_within) fails with a "provisioner:" error.
 //   - SCHEDULED near its run_at → QUEUED, with the message delayed to run_at.
-//   - Work-queue DLQ messages of jobs still QUEUED at the message's attempt:
-//     a message that used up the queue's receives without starting its job
-//     (workers give it back while the job store refuses the start: a store
-//     outage longer than the give-backs cover) is sent again, up to
-//     Options.Redrives times, so an outage does not fail healthy jobs; a
-//     message a worker dead-lettered itself (it carries a reason), or one
-//     past its redrives, fails its job with the reason, so nothing
-//     disappears silently.
+//   - Work-queue DLQ messages of jobs still QUEUED at the message's attempt
+//     (any other is stale, dropped): a message that used up the queue's
+//     receives without starting its job (workers give it back while the
+//     job store refuses the start, so a store outage longer than the
+//     give-backs cover gets there) brings the job's resend deadline
+//     forward, and the resend sweep sends it again, so an outage does not
+//     fail healthy jobs. A dead letter is handled only once its job can be
+//     read, so however long the outage, its jobs run after it. A job whose
+//     start keeps being refused is re-sent less and less often (the resend
+//     intervals) and fails, with the reason, once Options.RedriveFor has
+//     passed since its run_at; a message a worker dead-lettered itself
+//     (with a "reason" attribute) fails its job at once. Nothing disappears
+//     silently.
 //   - Terminal records past retention → purged, where the store supports it.
 //
 // Every write is conditional on the revision read, so two reapers at once
@@ -71,14 +76,12 @@ type Options struct {
 	// WorkDLQ is the work queue's dead-letter queue, drained into re-sent
 	// messages or FAILED jobs (see the package doc).
 	WorkDLQ *queue.Queue
-	// Redrives is how many times the message of a job that reached the DLQ
-	// without starting it is sent again before the job fails (default
-	// DefaultRedrives; negative: never, it fails at once). The n-th is held
-	// back RedriveDelay(n). The job store is down while messages pile up in
-	// the DLQ (a dead letter is handled only once its job can be read), so
-	// this bounds a store that keeps refusing starts while reads work, not
-	// the length of an outage.
-	Redrives int
+	// RedriveFor is how long after its run_at a job whose work message
+	// reached the DLQ without starting it is still sent again (default
+	// DefaultRedriveFor; negative: never, it fails at once). It bounds a
+	// job whose start keeps being refused while its record can be read,
+	// not the length of an outage (see the package doc).
+	RedriveFor time.Duration
 	// Events is the fleet's state-change event queue; EventsDLQ receives
 	// events that cannot be parsed, with the reason.
 	Events, EventsDLQ *queue.Queue
@@ -130,11 +133,8 @@ func New(store *jobstore.Store, workQ *queue.Queue, opts *Options) *Reaper {
 	if o.EventsWait <= 0 {
 		o.EventsWait = queue.MaxWait
 	}
-	switch {
-	case o.Redrives == 0:
-		o.Redrives = DefaultRedrives
-	case o.Redrives < 0:
-		o.Redrives = 0
+	if o.RedriveFor == 0 {
+		o.RedriveFor = DefaultRedriveFor
 	}
 	o.Clock = clock.Or(o.Clock)
 	if o.Logger == nil {
@@ -186,7 +186,7 @@ type SweepResult struct {
 	Expired      int // QUEUED past the start deadline, failed
 	Promoted     int // SCHEDULED → QUEUED
 	DeadLettered int // DLQ messages turned into FAILED jobs
-	Redriven     int // DLQ messages of never-started jobs sent again
+	Redriven     int // DLQ messages of never-started jobs: resend brought forward
 	Purged       int // expired terminal records deleted
 }
 
@@ -365,23 +365,8 @@ func (r *Reaper) enqueueLater(ctx context.Context, jobs []*job.Job, now time.Tim
 	}
 }
 
-// DefaultRedrives is Options.Redrives's default.
-const DefaultRedrives = 3
-
-// RedrivesAttr is the work message attribute that counts how many times
-// the reaper sent a dead-lettered message again; a message keeps its
-// attributes on its way to the dead-letter queue.
-const RedrivesAttr = "redrives"
-
-// RedriveDelay is how long the n-th re-sent message (n ≥ 1) of a job is
-// held back: 1 min, 4 min, then queue.MaxDelay (15 min).
-func RedriveDelay(n int) time.Duration {
-	d := time.Minute
-	for i := 1; i < n && d < queue.MaxDelay; i++ {
-		d *= 4
-	}
-	return min(d, queue.MaxDelay)
-}
+// DefaultRedriveFor is Options.RedriveFor's default.
+const DefaultRedriveFor = 24 * time.Hour
 
 // sweepDeadLetters handles dead-lettered work messages (see the package
 // doc): a message is deleted from the DLQ once handled.
@@ -401,7 +386,9 @@ func (r *Reaper) sweepDeadLetters(ctx context.Context, res *SweepResult) error {
 		for _, m := range msgs {
 			handled++
 			if err := r.deadLetter(ctx, m, res); err != nil {
-				r.log.Warn("dead letter", "message_id", m.ID, "err", err)
+				if !errors.Is(err, errJobMoved) {
+					r.log.Warn("dead letter", "message_id", m.ID, "err", err)
+				}
 				continue // try again next pass
 			}
 			done = append(done, m.Handle)
@@ -413,10 +400,15 @@ func (r *Reaper) sweepDeadLetters(ctx context.Context, res *SweepResult) error {
 	return nil
 }
 
+// errJobMoved: a write lost its condition while the job is still at the
+// dead letter's attempt (another reaper, a note): the dead letter stays for
+// the next pass, which reads the job again.
+var errJobMoved = errors.New("the job changed meanwhile")
+
 // deadLetter handles one DLQ message whose job is still QUEUED at the
-// message's attempt (any other message was stale): it sends the message
-// again, or fails the job with the reason. An error leaves the message for
-// the next pass.
+// message's attempt (any other message was stale): it brings the job's
+// resend forward, or fails the job with the reason. An error leaves the
+// message for the next pass.
 func (r *Reaper) deadLetter(ctx context.Context, m *queue.Message, res *SweepResult) error {
 	r.m.DeadLetters.WithLabelValues(r.o.WorkDLQ.Name()).Inc()
 	jm, err := job.DecodeMessage(m.Body)
@@ -437,54 +429,36 @@ func (r *Reaper) deadLetter(ctx context.Context, m *queue.Message, res *SweepRes
 	now := r.o.Clock.Now()
 	// The receive count runs across queues: this receive is one of them.
 	receives := m.ReceiveCount - 1
-	why := m.Attributes["reason"]
-	redrives, _ := strconv.Atoi(m.Attributes[RedrivesAttr])
-	if why == "" && redrives < r.o.Redrives {
-		return r.redrive(ctx, j, redrives+1, receives, now, res)
-	}
 	reason := "work message moved to the dead-letter queue after " + strconv.Itoa(receives) + " receives without starting"
-	if redrives > 0 {
-		reason += " (sent again " + strconv.Itoa(redrives) + " times)"
+	why := m.Attributes["reason"]
+	if why == "" && now.Sub(j.RunAt) < r.o.RedriveFor {
+		n, err := r.store.ApplyOne(ctx, r.o.Policy.Redrive(j, now, reason+"; sent again"))
+		if errors.Is(err, errcode.FailedPrecondition) {
+			return errJobMoved
+		}
+		if err != nil {
+			return err
+		}
+		r.m.Redrives.Inc()
+		res.Redriven++
+		r.log.Warn("work message dead-lettered without starting its job; the resend sweep sends it again",
+			"job_id", n.ID, "attempt", n.Attempt, "receives", receives, "resend_at", n.ResendAt)
+		return nil
 	}
 	if why != "" {
 		reason += ": " + why
+	} else {
+		reason += "; not started within " + r.o.RedriveFor.String() + " of run_at"
 	}
 	n, err := r.store.ApplyOne(ctx, r.o.Policy.DeadLetter(j, now, reason))
 	if errors.Is(err, errcode.FailedPrecondition) {
-		return nil
+		return errJobMoved
 	}
 	if err != nil {
 		return err
 	}
 	res.DeadLettered++
 	r.log.Warn("job failed: dead-lettered", "job_id", n.ID, "attempt", n.Attempt, "reason", reason)
-	return nil
-}
-
-// redrive sends the work message of j (QUEUED, as read) again, as its n-th
-// redrive, after the write that records the resend won: the same write the
-// resend sweep makes, so a send that fails is the resend sweep's to repeat.
-func (r *Reaper) redrive(ctx context.Context, j *job.Job, n, receives int, now time.Time, res *SweepResult) error {
-	won, err := r.apply(ctx, []job.Change{r.o.Policy.Resend(j, now)}, func(int, *job.Job) {})
-	if err != nil || len(won) == 0 {
-		return err // nil when someone moved the job first: the message was stale
-	}
-	delay := RedriveDelay(n)
-	e := work.Entry(won[0], now, delay)
-	e.Attributes = map[string]string{RedrivesAttr: strconv.Itoa(n)}
-	sent, err := r.work.Send(ctx, e)
-	if err == nil {
-		err = sent[0].Err
-	}
-	if err != nil {
-		r.m.Errors.WithLabelValues("reaper", "send").Inc()
-		r.log.Warn("send work message; will retry at the resend deadline", "job_id", j.ID, "err", err)
-		return nil
-	}
-	r.m.Resends.Inc()
-	res.Redriven++
-	r.log.Warn("work message dead-lettered without starting its job; sent again", "job_id", j.ID,
-		"attempt", j.Attempt, "receives", receives, "redrive", n, "delay", delay)
 	return nil
 }
 

@@ -3,7 +3,6 @@ package reaper_test
 import (
 	"context"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -266,25 +265,24 @@ func TestDeadLetters(t *testing.T) {
 }
 
 // TestRedrive: a message that used up its receives without starting its
-// job (a store outage longer than the workers' give-backs) reaches the
-// DLQ through redrive; the reaper sends it again, held back longer each
-// time, and fails the job with the reason only after Redrives of them.
+// job (a store outage longer than the workers' give-backs) reaches the DLQ
+// through redrive. The reaper brings the job's resend forward and the
+// resend sweep sends the message again: at once the first time, then after
+// the resend interval; past RedriveFor since run_at the job fails.
 func TestRedrive(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	// Resend deadlines out of the way: only redrives send messages here.
-	p := policy
-	p.ResendAfter, p.MaxResendInterval = 24*time.Hour, 24*time.Hour
-	e.r = reaper.New(e.store, e.work, &reaper.Options{Policy: p, Sweep: time.Hour, WorkDLQ: e.dlq, Clock: e.clock, Metrics: e.m})
+	e.r = reaper.New(e.store, e.work, &reaper.Options{Policy: policy, Sweep: time.Hour, WorkDLQ: e.dlq,
+		RedriveFor: 30 * time.Minute, Clock: e.clock, Metrics: e.m})
 	ctx := context.Background()
 	j := e.submit(job.Submission{Type: "echo"})
 	_, err := work.Enqueue(ctx, e.work, e.clock.Now(), j)
 	require.NoError(t, err)
-	// exhaust receives the message without deleting it until MaxReceives
-	// (3), given how many receives it already had.
-	exhaust := func(had int) {
+	// deadLetter receives the work message without deleting it until it
+	// moves to the DLQ (MaxReceives: 3).
+	deadLetter := func() {
 		t.Helper()
-		for range 3 - had {
+		for range 3 {
 			msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1, Visibility: time.Second})
 			require.NoError(t, err)
 			require.Len(t, msgs, 1)
@@ -294,46 +292,91 @@ func TestRedrive(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, msgs, "moved to the DLQ")
 	}
-	for n := 1; n <= reaper.DefaultRedrives; n++ {
-		exhaust(min(n-1, 1))
-		res := e.sweep()
-		require.Equal(t, 1, res.Redriven, "redrive %d", n)
-		require.Zero(t, res.DeadLettered)
-		cur := e.get(j.ID)
-		require.Equal(t, job.Queued, cur.Status, "a job that never started is not failed")
-		require.Equal(t, n, cur.Resends)
+	visible := func() int64 {
+		t.Helper()
 		d, err := e.work.Depth(ctx)
 		require.NoError(t, err)
-		require.Equal(t, int64(1), d.Delayed, "held back")
-		e.clock.Advance(reaper.RedriveDelay(n) - time.Second)
+		return d.Visible
+	}
+
+	deadLetter()
+	res := e.sweep()
+	require.Equal(t, 1, res.Redriven)
+	require.Zero(t, res.DeadLettered)
+	cur := e.get(j.ID)
+	require.Equal(t, job.Queued, cur.Status, "a job that never started is not failed")
+	require.Contains(t, cur.Detail, "after 3 receives without starting; sent again")
+	require.Equal(t, e.clock.Now(), cur.ResendAt, "the first time at once")
+	e.clock.Advance(time.Second)
+	res = e.sweep()
+	require.Equal(t, 1, res.Resent, "the resend sweep sends it")
+	require.Equal(t, int64(1), visible())
+
+	deadLetter()
+	res = e.sweep()
+	require.Equal(t, 1, res.Redriven)
+	require.Zero(t, res.Resent)
+	e.clock.Advance(policy.ResendAfter - time.Second)
+	require.Zero(t, e.sweep().Resent, "held back as long as the resend interval it follows")
+	e.clock.Advance(2 * time.Second)
+	require.Equal(t, 1, e.sweep().Resent)
+	require.Equal(t, 2, e.get(j.ID).Resends)
+
+	e.clock.Advance(30 * time.Minute)
+	e.sweep() // resends again, as the deadline passed
+	for visible() > 1 {
 		msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1})
 		require.NoError(t, err)
-		require.Empty(t, msgs, "not before RedriveDelay(%d)", n)
-		e.clock.Advance(time.Second)
-		msgs, err = e.work.Receive(ctx, queue.ReceiveOptions{Max: 1, Visibility: time.Second})
-		require.NoError(t, err)
-		require.Len(t, msgs, 1)
-		require.Equal(t, strconv.Itoa(n), msgs[0].Attributes[reaper.RedrivesAttr])
-		jm, err := job.DecodeMessage(msgs[0].Body)
-		require.NoError(t, err)
-		require.Equal(t, job.Message{ID: j.ID, Attempt: 0}, jm)
-		// That receive is the first of the next round.
-		_, err = e.work.ChangeVisibility(ctx, queue.VisibilityChange{Handle: msgs[0].Handle})
+		_, err = e.work.Delete(ctx, msgs[0].Handle)
 		require.NoError(t, err)
 	}
-	exhaust(1)
-	res := e.sweep()
+	deadLetter()
+	res = e.sweep()
 	require.Equal(t, 1, res.DeadLettered)
 	f := e.get(j.ID)
 	require.Equal(t, job.Failed, f.Status)
-	require.Contains(t, f.Error, "after 3 receives without starting (sent again 3 times)")
+	require.Contains(t, f.Error, "after 3 receives without starting; not started within 30m0s of run_at")
+	d, err := e.dlq.Depth(ctx)
+	require.NoError(t, err)
+	require.Equal(t, queue.Depth{}, d, "the DLQ is drained")
 }
 
-func TestRedriveDelay(t *testing.T) {
+// A dead letter whose job changed meanwhile (here: a note) stays in the
+// DLQ for the next pass, which reads the job again.
+func TestRedriveLosesARace(t *testing.T) {
 	t.Parallel()
-	for n, want := range map[int]time.Duration{1: time.Minute, 2: 4 * time.Minute, 3: 15 * time.Minute, 10: 15 * time.Minute} {
-		require.Equal(t, want, reaper.RedriveDelay(n), "n=%d", n)
-	}
+	e := setup(t)
+	ctx := context.Background()
+	j := e.submit(job.Submission{Type: "echo"})
+	_, err := work.Enqueue(ctx, e.dlq, e.clock.Now(), j)
+	require.NoError(t, err)
+	racing := &noteFirst{Driver: e.store.Driver(), note: func() {
+		_, err := e.store.ApplyOne(ctx, policy.Note(e.get(j.ID), e.clock.Now(), "waiting for capacity"))
+		require.NoError(t, err)
+	}}
+	r := reaper.New(jobstore.New(racing, nil), e.work, &reaper.Options{Policy: policy, WorkDLQ: e.dlq, Clock: e.clock, Metrics: e.m})
+	res, err := r.Sweep(ctx)
+	require.NoError(t, err)
+	require.Zero(t, res.Redriven)
+	d, err := e.dlq.Depth(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), d.InFlight, "kept for the next pass")
+	e.clock.Advance(time.Minute)
+	res, err = r.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Redriven)
+}
+
+// noteFirst runs note before the first Apply it passes on.
+type noteFirst struct {
+	jobstore.Driver
+	once sync.Once
+	note func()
+}
+
+func (d *noteFirst) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
+	d.once.Do(d.note)
+	return d.Driver.Apply(ctx, changes)
 }
 
 func sendEvent(t *testing.T, q *queue.Queue, e fleet.Event) {

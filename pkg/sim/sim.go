@@ -30,8 +30,9 @@
 //   - Reapers (one, or two racing): reaper.Reaper.Sweep (lease expiry,
 //     timeouts, resends, promotions, the work DLQ) every sweep interval,
 //     and reaper.Reaper.HandleEvent for fleet STOPPED events. A third of
-//     the seeds each run with no redrives of dead-lettered messages, one,
-//     and the default (reaper.Options.Redrives).
+//     the seeds each fail a dead-lettered never-started job at once, send
+//     it again for 2 minutes after its run_at, and for the default day
+//     (reaper.Options.RedriveFor).
 //   - Workers (2-4, 1-4 jobs each): a step-driven model of the worker core
 //     (worker.go) that takes its decisions with the core's own functions
 //     (pkg/worker's decide.go) and only sequences them: receive, start
@@ -280,9 +281,10 @@ type world struct {
 	visible bool
 }
 
-// redrives is the reapers' Options.Redrives for seed: none, one or the
-// default, by the seed itself (drawing it would change every seed's run).
-func redrives(seed uint64) int { return []int{-1, 1, 0}[seed%3] }
+// redriveFor is the reapers' Options.RedriveFor for seed: never, 2 minutes
+// or the default, by the seed itself (drawing it would change every seed's
+// run).
+func redriveFor(seed uint64) time.Duration { return []time.Duration{-1, 2 * time.Minute, 0}[seed%3] }
 
 // fleetEvent is a fleet event on its way to the reaper.
 type fleetEvent struct {
@@ -418,7 +420,7 @@ func newWorld(ctx context.Context, seed uint64, cfg *Config) (*world, error) {
 			}
 		}
 		p.r = reaper.New(w.store, w.work, &reaper.Options{Policy: w.policy, WorkDLQ: w.dlq,
-			Redrives: redrives(seed), Clock: skewed{clk, p.offset}, Metrics: m})
+			RedriveFor: redriveFor(seed), Clock: skewed{clk, p.offset}, Metrics: m})
 		w.reapers = append(w.reapers, p)
 		w.tracef("%s (clock %+v)", p.name, p.offset)
 	}

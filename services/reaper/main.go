@@ -1,7 +1,8 @@
 // Command jobfleet-reaper keeps every accepted job moving: it reclaims jobs
 // whose lease expired, re-sends lost work messages, promotes scheduled jobs,
-// turns dead-lettered messages into failed jobs, and reclaims a stopped
-// worker's jobs as soon as the fleet reports it. Several reapers may run at
+// sends dead-lettered messages of never-started jobs again (failing a job
+// whose messages keep dying), and reclaims a stopped worker's jobs as soon
+// as the fleet reports it. Several reapers may run at
 // once. /healthz and /metrics are served on JOBFLEET_REAPER_ADDR.
 package main
 
