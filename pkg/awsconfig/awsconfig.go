@@ -19,21 +19,28 @@
 //
 //   - the region from AWS_REGION, else AWS_DEFAULT_REGION;
 //   - the endpoint from AWS_ENDPOINT_URL (unless
-//     AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true), and AWS_MAX_ATTEMPTS
-//     (the retry mode is adaptive either way);
-//   - credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-//     AWS_SESSION_TOKEN; else from the container credentials endpoint
+//     AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true); AWS_MAX_ATTEMPTS (the
+//     retry mode is adaptive either way); AWS_CA_BUNDLE (the certificates
+//     to trust instead of the system's); AWS_REQUEST_CHECKSUM_CALCULATION,
+//     AWS_RESPONSE_CHECKSUM_VALIDATION and AWS_ACCOUNT_ID_ENDPOINT_MODE;
+//   - credentials from AWS_ACCESS_KEY_ID (or AWS_ACCESS_KEY),
+//     AWS_SECRET_ACCESS_KEY (or AWS_SECRET_KEY), AWS_SESSION_TOKEN and
+//     AWS_ACCOUNT_ID; else from the container credentials endpoint
 //     (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: the ECS task role; or
 //     AWS_CONTAINER_CREDENTIALS_FULL_URI with
-//     AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE], over http only to loopback
-//     and the ECS and EKS link-local hosts, as the SDK allows); else from
-//     the EC2 instance role (IMDS), unless AWS_EC2_METADATA_DISABLED=true;
-//   - AWS_CA_BUNDLE: the certificates to trust instead of the system's.
+//     AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE], the file read at each
+//     fetch, over http only to loopback and the ECS and EKS link-local
+//     hosts, as the SDK allows); else from the EC2 instance role (IMDS),
+//     unless AWS_EC2_METADATA_DISABLED=true.
 //
-// A setting that the default chain would honour and this build cannot
-// (AWS_PROFILE, AWS_WEB_IDENTITY_TOKEN_FILE, a service-specific
-// AWS_ENDPOINT_URL_<SERVICE>, FIPS or dual-stack endpoints) is an error at
-// start that names it, not silently ignored.
+// A setting that the default chain would honour and this build cannot is
+// an error at start that names it, not silently ignored: AWS_PROFILE and
+// AWS_DEFAULT_PROFILE, AWS_WEB_IDENTITY_TOKEN_FILE, any
+// AWS_ENDPOINT_URL_<SERVICE>, FIPS or dual-stack endpoints, and the
+// instance metadata settings (AWS_EC2_METADATA_SERVICE_ENDPOINT[_MODE],
+// AWS_EC2_METADATA_V1_DISABLED). So is a boolean that is not true or
+// false, and one key variable set without the other (where the SDK would
+// go on to the next source).
 //
 // Instrument adds a middleware to every client that counts each request
 // attempt by service, operation and outcome in jobfleet_aws_requests_total,

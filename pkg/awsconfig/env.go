@@ -7,10 +7,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,28 +22,30 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
+	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 )
 
-// The container credentials endpoints (the SDK's): ECS's for a relative URI,
-// and the hosts a full URI may name over plain http besides loopback.
-const ecsCredentialsHost = "169.254.170.2"
+// The container credentials endpoints (the SDK's): ECS's for a relative URI
+// (a variable so that tests can point it at a local server), and the hosts
+// a full URI may name over plain http besides loopback.
+var ecsCredentialsEndpoint = "http://169.254.170.2"
 
 var containerHosts = []net.IP{
-	net.ParseIP(ecsCredentialsHost),
+	net.ParseIP("169.254.170.2"),
 	net.ParseIP("169.254.170.23"), // EKS Pod Identity
 	net.ParseIP("fd00:ec2::23"),
 }
 
 // unsupported are the settings the SDK's default loader honours and fromEnv
-// cannot, each with what it asks for.
+// cannot, each with what it asks for; any AWS_ENDPOINT_URL_<SERVICE> too.
 var unsupported = []struct{ env, what string }{
 	{"AWS_PROFILE", "a named profile of the shared config files"},
+	{"AWS_DEFAULT_PROFILE", "a named profile of the shared config files"},
 	{"AWS_WEB_IDENTITY_TOKEN_FILE", "web identity credentials (they need STS)"},
-	{"AWS_ENDPOINT_URL_DYNAMODB", "a service-specific endpoint"},
-	{"AWS_ENDPOINT_URL_SQS", "a service-specific endpoint"},
-	{"AWS_ENDPOINT_URL_S3", "a service-specific endpoint"},
-	{"AWS_ENDPOINT_URL_ECS", "a service-specific endpoint"},
+	{"AWS_EC2_METADATA_SERVICE_ENDPOINT", "an instance metadata endpoint"},
+	{"AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "an instance metadata endpoint mode"},
+	{"AWS_EC2_METADATA_V1_DISABLED", "instance metadata settings"},
 }
 
 // unsupportedTrue are boolean settings fromEnv cannot honour when true.
@@ -50,18 +54,35 @@ var unsupportedTrue = []struct{ env, what string }{
 	{"AWS_USE_DUALSTACK_ENDPOINT", "dual-stack endpoints"},
 }
 
+// environ is the process environment fromEnv reads: one variable, and all
+// of them (os.Getenv and os.Environ).
+type environ struct {
+	get func(string) string
+	all func() []string
+}
+
 // fromEnv is the configuration of a -tags jobfleet_ecs build: the
 // environment and the container's or instance's role, without the SDK's
 // config package (see the package doc). It lives outside that build's
 // file so every build tests it; the linker drops it where it is unused.
-func fromEnv(ctx context.Context, getenv func(string) string, apiOpts []func(*middleware.Stack) error) (aws.Config, error) {
+func fromEnv(ctx context.Context, env environ, apiOpts []func(*middleware.Stack) error) (aws.Config, error) {
+	getenv := env.get
 	for _, u := range unsupported {
 		if getenv(u.env) != "" {
 			return aws.Config{}, notInECSBuild(u.env, u.what)
 		}
 	}
+	for _, kv := range env.all() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_ENDPOINT_URL_") {
+			return aws.Config{}, notInECSBuild(k, "a service-specific endpoint")
+		}
+	}
 	for _, u := range unsupportedTrue {
-		if strings.EqualFold(getenv(u.env), "true") {
+		on, err := boolEnv(getenv, u.env)
+		if err != nil {
+			return aws.Config{}, err
+		}
+		if on {
 			return aws.Config{}, notInECSBuild(u.env, u.what)
 		}
 	}
@@ -69,8 +90,13 @@ func fromEnv(ctx context.Context, getenv func(string) string, apiOpts []func(*mi
 		Region:     cmp.Or(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION")),
 		RetryMode:  aws.RetryModeAdaptive,
 		APIOptions: apiOpts,
+		Logger:     logging.NewStandardLogger(os.Stderr),
 	}
-	if ep := getenv("AWS_ENDPOINT_URL"); ep != "" && !strings.EqualFold(getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"), "true") {
+	ignore, err := boolEnv(getenv, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+	if err != nil {
+		return aws.Config{}, err
+	}
+	if ep := getenv("AWS_ENDPOINT_URL"); ep != "" && !ignore {
 		cfg.BaseEndpoint = aws.String(ep)
 	}
 	if path := getenv("AWS_CA_BUNDLE"); path != "" {
@@ -82,12 +108,25 @@ func fromEnv(ctx context.Context, getenv func(string) string, apiOpts []func(*mi
 	}
 	if v := getenv("AWS_MAX_ATTEMPTS"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return aws.Config{}, fmt.Errorf("AWS_MAX_ATTEMPTS=%q: want a whole number of at least 1", v)
+		if err != nil || n < 0 {
+			return aws.Config{}, fmt.Errorf("AWS_MAX_ATTEMPTS=%q: want a whole number (0: the SDK's default)", v)
 		}
 		cfg.RetryMaxAttempts = n
 	}
-	creds, err := credentialsFromEnv(ctx, getenv)
+	if err := enumEnv(getenv, "AWS_REQUEST_CHECKSUM_CALCULATION", &cfg.RequestChecksumCalculation, map[string]aws.RequestChecksumCalculation{
+		"when_supported": aws.RequestChecksumCalculationWhenSupported, "when_required": aws.RequestChecksumCalculationWhenRequired}); err != nil {
+		return aws.Config{}, err
+	}
+	if err := enumEnv(getenv, "AWS_RESPONSE_CHECKSUM_VALIDATION", &cfg.ResponseChecksumValidation, map[string]aws.ResponseChecksumValidation{
+		"when_supported": aws.ResponseChecksumValidationWhenSupported, "when_required": aws.ResponseChecksumValidationWhenRequired}); err != nil {
+		return aws.Config{}, err
+	}
+	if err := enumEnv(getenv, "AWS_ACCOUNT_ID_ENDPOINT_MODE", &cfg.AccountIDEndpointMode, map[string]aws.AccountIDEndpointMode{
+		"preferred": aws.AccountIDEndpointModePreferred, "required": aws.AccountIDEndpointModeRequired,
+		"disabled": aws.AccountIDEndpointModeDisabled}); err != nil {
+		return aws.Config{}, err
+	}
+	creds, err := credentialsFromEnv(ctx, getenv, apiOpts)
 	if err != nil {
 		return aws.Config{}, err
 	}
@@ -97,6 +136,36 @@ func fromEnv(ctx context.Context, getenv func(string) string, apiOpts []func(*mi
 
 func notInECSBuild(env, what string) error {
 	return fmt.Errorf("%s is set: %s is not supported by a -tags jobfleet_ecs build (unset it, or use a default build)", env, what)
+}
+
+// boolEnv reads a true/false setting (any case), unset being false; any
+// other value is an error, as for the SDK.
+func boolEnv(getenv func(string) string, name string) (bool, error) {
+	switch v := getenv(name); strings.ToLower(v) {
+	case "":
+		return false, nil
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	default:
+		return false, fmt.Errorf("%s=%q: want true or false", name, v)
+	}
+}
+
+// enumEnv sets *dst from a setting with the given values (any case);
+// unset leaves it alone.
+func enumEnv[T any](getenv func(string) string, name string, dst *T, values map[string]T) error {
+	v := getenv(name)
+	if v == "" {
+		return nil
+	}
+	x, ok := values[strings.ToLower(v)]
+	if !ok {
+		return fmt.Errorf("%s=%q: want one of %s", name, v, strings.Join(slices.Sorted(maps.Keys(values)), ", "))
+	}
+	*dst = x
+	return nil
 }
 
 // caBundleClient is the SDK's HTTP client trusting the certificates of the
@@ -120,25 +189,32 @@ func caBundleClient(path string) (aws.HTTPClient, error) {
 
 // credentialsFromEnv picks the credential source the way the SDK's default
 // chain does, by what the environment configures (not by trying each).
-func credentialsFromEnv(ctx context.Context, getenv func(string) string) (aws.CredentialsProvider, error) {
-	id, secret := getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY")
+// Setting one of the two key variables alone is an error here, where the
+// SDK would go on to the next source: it is almost always a mistake.
+func credentialsFromEnv(ctx context.Context, getenv func(string) string, apiOpts []func(*middleware.Stack) error) (aws.CredentialsProvider, error) {
+	id := cmp.Or(getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_ACCESS_KEY"))
+	secret := cmp.Or(getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SECRET_KEY"))
+	disabled, err := boolEnv(getenv, "AWS_EC2_METADATA_DISABLED")
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case id != "" && secret != "":
 		return credentials.StaticCredentialsProvider{Value: aws.Credentials{
 			AccessKeyID: id, SecretAccessKey: secret, SessionToken: getenv("AWS_SESSION_TOKEN"),
-			Source: "EnvConfigCredentials",
+			AccountID: getenv("AWS_ACCOUNT_ID"), Source: "EnvConfigCredentials",
 		}}, nil
 	case id != "" || secret != "":
 		return nil, errors.New("AWS credentials: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither")
 	case getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "":
-		return containerCredentials("http://"+ecsCredentialsHost+getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"), getenv), nil
+		return containerCredentials(ecsCredentialsEndpoint+getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"), getenv, apiOpts), nil
 	case getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "":
 		full := getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
 		if err := checkContainerEndpoint(ctx, full); err != nil {
 			return nil, fmt.Errorf("AWS_CONTAINER_CREDENTIALS_FULL_URI=%q: %w", full, err)
 		}
-		return containerCredentials(full, getenv), nil
-	case strings.EqualFold(getenv("AWS_EC2_METADATA_DISABLED"), "true"):
+		return containerCredentials(full, getenv, apiOpts), nil
+	case disabled:
 		return nil, errors.New("AWS credentials: none configured (AWS_ACCESS_KEY_ID, the container credentials " +
 			"endpoint of an ECS task role) and the instance role is disabled (AWS_EC2_METADATA_DISABLED)")
 	default:
@@ -148,10 +224,12 @@ func credentialsFromEnv(ctx context.Context, getenv func(string) string) (aws.Cr
 
 // containerCredentials fetches credentials from a container credentials
 // endpoint, with its authorization token when one is configured (a token
-// file is read at each fetch: it is rotated).
-func containerCredentials(endpoint string, getenv func(string) string) aws.CredentialsProvider {
+// file is read at each fetch: it is rotated). The fetches go through
+// apiOpts, as with the SDK's loader (counted, and faults injected in tests).
+func containerCredentials(endpoint string, getenv func(string) string, apiOpts []func(*middleware.Stack) error) aws.CredentialsProvider {
 	token, tokenFile := getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN"), getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
 	p := endpointcreds.New(endpoint, func(o *endpointcreds.Options) {
+		o.APIOptions = apiOpts
 		o.AuthorizationToken = token
 		if tokenFile != "" {
 			o.AuthorizationTokenProvider = endpointcreds.TokenProviderFunc(func() (string, error) {

@@ -13,5 +13,5 @@ import (
 // load is the configuration from the environment and the task's role only
 // (the ECS build, see the package doc).
 func load(ctx context.Context, apiOpts []func(*middleware.Stack) error) (aws.Config, error) {
-	return fromEnv(ctx, os.Getenv, apiOpts)
+	return fromEnv(ctx, environ{get: os.Getenv, all: os.Environ}, apiOpts)
 }
