@@ -39,7 +39,9 @@
 //     alternating with the ceiling's, and the median reported. Variants of
 //     the ceiling measure what a change would allow without making it:
 //     finishes and deletes committed per receive batch (group commit),
-//     synchronous=NORMAL, and receives without the dead-letter scan.
+//     synchronous=NORMAL, and receives without the dead-letter scan. Single
+//     submits: the same N jobs, one per Submit call, from 32 concurrent
+//     producers (closed loop), as an HTTP API under load sees them.
 //  2. Steady state (TestSteadyState): the same in-process system with W warm
 //     workers; single-job submits at fixed rates (open loop: each job is
 //     submitted at its scheduled time by a pool of submitters, or as soon as

@@ -17,6 +17,12 @@
 // out in batches. If the process dies between store and send, the job's
 // resend deadline makes the reaper send it, so an acknowledged job is never
 // stranded.
+//
+// Concurrent Submits share their writes (group commit, package
+// internal/groupcommit): the creates and the sends that arrive while one is
+// in flight go out together in the next, so single submissions under load
+// cost one store transaction and one send for many (a lone one waits for
+// nothing). Each caller still gets its own results.
 package dispatcher
 
 import (
@@ -30,6 +36,7 @@ import (
 	"github.com/jobfleet/jobfleet/pkg/blob"
 	"github.com/jobfleet/jobfleet/pkg/clock"
 	"github.com/jobfleet/jobfleet/pkg/errcode"
+	"github.com/jobfleet/jobfleet/pkg/internal/groupcommit"
 	"github.com/jobfleet/jobfleet/pkg/job"
 	"github.com/jobfleet/jobfleet/pkg/jobstore"
 	"github.com/jobfleet/jobfleet/pkg/metrics"
@@ -64,11 +71,14 @@ type Service struct {
 	o     Options
 	log   *slog.Logger
 	m     *metrics.Metrics
+
+	creates *groupcommit.Group[*job.Job, jobstore.CreateResult]
+	sends   *groupcommit.Group[*job.Job, error]
 }
 
 // NewService returns a Service over the job store, the work queue and the
 // blob store.
-func NewService(store *jobstore.Store, work *queue.Queue, bucket *blob.Bucket, opts *Options) *Service {
+func NewService(store *jobstore.Store, workQ *queue.Queue, bucket *blob.Bucket, opts *Options) *Service {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -92,8 +102,22 @@ func NewService(store *jobstore.Store, work *queue.Queue, bucket *blob.Bucket, o
 	if o.OnEnqueue == nil {
 		o.OnEnqueue = func() {}
 	}
-	return &Service{store: store, work: work, blob: bucket, o: o, log: o.Logger, m: o.Metrics}
+	s := &Service{store: store, work: workQ, blob: bucket, o: o, log: o.Logger, m: o.Metrics}
+	s.creates = groupcommit.New(func(ctx context.Context, jobs []*job.Job) ([]jobstore.CreateResult, error) {
+		return s.store.Create(ctx, jobs...)
+	}, &groupcommit.Options{
+		// A job the store refuses as invalid fails its own submission only.
+		Isolate: func(err error) bool { return errcode.Of(err) == errcode.InvalidArgument },
+	})
+	s.sends = groupcommit.New(func(ctx context.Context, jobs []*job.Job) ([]error, error) {
+		return work.Enqueue(ctx, s.work, s.o.Clock.Now(), jobs...)
+	}, &groupcommit.Options{Timeout: sendTimeout})
+	return s
 }
+
+// sendTimeout bounds the send of a submission's work messages, which goes
+// out even when the caller has gone.
+const sendTimeout = 10 * time.Second
 
 // Store returns the job store (for read paths that need nothing else).
 func (s *Service) Store() *jobstore.Store { return s.store }
@@ -167,7 +191,7 @@ func (s *Service) Submit(ctx context.Context, reqs ...Request) ([]Result, error)
 	if len(jobs) == 0 {
 		return out, nil
 	}
-	res, err := s.store.Create(ctx, jobs...)
+	res, err := s.creates.Do(ctx, jobs)
 	if err != nil {
 		return nil, fmt.Errorf("store jobs: %w", err)
 	}
@@ -219,9 +243,9 @@ func (s *Service) Submit(ctx context.Context, reqs ...Request) ([]Result, error)
 	}
 	// The jobs are stored: their messages go out even if the caller has
 	// gone (bounded; a failed send is the resend sweep's).
-	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
 	defer cancel()
-	s.enqueue(sendCtx, send, now)
+	s.enqueue(sendCtx, send)
 	return out, nil
 }
 
@@ -280,11 +304,11 @@ func PayloadKey(id string) string { return "payloads/" + id + ".json" }
 
 // enqueue sends the work messages of queued jobs in batches. A failed send
 // is left to the reaper's resend sweep: the job is stored and due.
-func (s *Service) enqueue(ctx context.Context, jobs []*job.Job, now time.Time) {
+func (s *Service) enqueue(ctx context.Context, jobs []*job.Job) {
 	if len(jobs) == 0 {
 		return
 	}
-	errs, err := work.Enqueue(ctx, s.work, now, jobs...)
+	errs, err := s.sends.Do(ctx, jobs)
 	if err != nil {
 		s.m.Errors.WithLabelValues("dispatcher", "send").Inc()
 		s.log.Warn("send work messages; the reaper will re-send them", "n", len(jobs), "err", err)
