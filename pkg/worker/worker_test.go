@@ -773,6 +773,74 @@ func TestStoreOutageGivesMessagesBackLater(t *testing.T) {
 	}
 }
 
+// A start the store refuses for good (InvalidArgument for its entry) is not
+// given back to repeat itself: the message goes to the DLQ with the reason,
+// and the reaper fails the job with it. The other job of the batch starts.
+func TestRefusedStartDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.reg.Handle("echo", worker.HandlerFunc(func(_ context.Context, j *worker.Job) (json.RawMessage, error) { return j.Payload, nil }))
+	bad := e.submit(job.Submission{Type: "echo", Payload: json.RawMessage(`1`)})
+	good := e.submit(job.Submission{Type: "echo", Payload: json.RawMessage(`2`)})
+	store := jobstore.New(refuseStart{Driver: e.store.Driver(), id: bad.ID}, &jobstore.Options{Clock: e.clock})
+	w, err := worker.New("w1", store, e.work, e.blob, e.reg, e.options())
+	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background()))
+	t.Cleanup(w.Stop)
+
+	e.waitStatus(good.ID, job.Succeeded)
+	var dead []*queue.Message
+	require.Eventually(t, func() bool {
+		msgs, err := e.dlq.Receive(context.Background(), queue.ReceiveOptions{Max: 10})
+		require.NoError(t, err)
+		dead = append(dead, msgs...)
+		return len(dead) > 0
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Len(t, dead, 1)
+	require.Contains(t, dead[0].Attributes["reason"], "start of job "+bad.ID+" refused")
+	_, err = e.dlq.ChangeVisibility(context.Background(), queue.VisibilityChange{Handle: dead[0].Handle})
+	require.NoError(t, err)
+
+	res, err := reaper.New(e.store, e.work, &reaper.Options{Policy: policy, WorkDLQ: e.dlq, Clock: e.clock, Metrics: e.m}).Sweep(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, res.DeadLettered)
+	f := e.get(bad.ID)
+	require.Equal(t, job.Failed, f.Status)
+	require.Contains(t, f.Error, "dead-lettered by a worker: start of job "+bad.ID+" refused")
+	require.Contains(t, f.Error, "item too large")
+}
+
+// refuseStart refuses the start of one job as the store would an invalid
+// write, entry by entry.
+type refuseStart struct {
+	jobstore.Driver
+	id string
+}
+
+func (d refuseStart) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
+	var pass []job.Change
+	var at []int
+	out := make([]jobstore.ChangeResult, len(changes))
+	for i, c := range changes {
+		if c.ID == d.id && c.Event == job.EventStart {
+			out[i].Err = errcode.New(errcode.InvalidArgument, "start job %s: item too large", c.ID)
+			continue
+		}
+		pass = append(pass, c)
+		at = append(at, i)
+	}
+	if len(pass) > 0 {
+		res, err := d.Driver.Apply(ctx, pass)
+		if err != nil {
+			return nil, err
+		}
+		for k, r := range res {
+			out[at[k]] = r
+		}
+	}
+	return out, nil
+}
+
 // A renewal slower than the heartbeat interval still renews the lease (it
 // may take until the lease runs out); a renewal that hangs gives the job up
 // when its lease runs out, committing nothing.
