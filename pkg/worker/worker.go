@@ -15,10 +15,9 @@
 //     it could never land) goes to the DLQ with the reason, which the
 //     reaper fails the job with. Any other refusal (the whole write, or
 //     its entry) gives the message back after GiveBackDelay, which grows
-//     with the message's
-//     receive count, so an outage of minutes does not exhaust the work
-//     queue's receives (a longer one does: the reaper sends such a
-//     dead-lettered message again, package reaper).
+//     with the message's receive count, so an outage of minutes does not
+//     exhaust the work queue's receives (a longer one does: the reaper
+//     sends such a dead-lettered message again, package reaper).
 //  3. Heartbeat: one goroutine renews every running job's lease in one
 //     batched Apply (fenced on owner and attempt, carrying progress and
 //     reading back cancel requests) and, alongside, extends the messages'
