@@ -446,7 +446,7 @@ func (r *Reaper) deadLetter(ctx context.Context, m *queue.Message, res *SweepRes
 		return nil
 	}
 	if why != "" {
-		reason = "work message dead-lettered by a worker: " + why
+		reason += ": " + why
 	} else {
 		reason += "; not started within " + r.o.RedriveFor.String() + " of run_at"
 	}

@@ -245,7 +245,6 @@ func (wk *worker) startAll() bool {
 		return true
 	}
 	res, err := w.store.Apply(w.ctx, changes...)
-	callErr := err != nil
 	if err != nil {
 		res = make([]jobstore.ChangeResult, len(changes))
 		for i := range res {
@@ -262,8 +261,6 @@ func (wk *worker) startAll() bool {
 			wk.conflict(m, r.Job, now)
 		case errors.Is(r.Err, errcode.NotFound):
 			wk.deleteMessage(m)
-		case !callErr && errcode.Of(r.Err) == errcode.InvalidArgument:
-			wk.deadLetter(m, fmt.Errorf("start of job %s refused: %w", changes[i].ID, r.Err))
 		default:
 			if j := wk.startedByUs(changes[i].ID, changes[i].Set.Values.Attempt); j != nil {
 				wk.launch(j, m)
@@ -331,10 +328,9 @@ func (wk *worker) startedByUs(id string, attempt int) *job.Job {
 	return j
 }
 
-// deadLetter follows deadLetter: an undecodable message, or one whose
-// start the store refuses for good, goes to the DLQ with the reason, then
-// is deleted; if the DLQ refuses it, it stays (and reaches the DLQ by
-// redrive).
+// deadLetter follows deadLetter: an undecodable message goes to the DLQ
+// with the reason, then is deleted; if the DLQ refuses it, it stays (and
+// reaches the DLQ by redrive).
 func (wk *worker) deadLetter(m *queue.Message, reason error) {
 	w := wk.w
 	why := reason.Error()

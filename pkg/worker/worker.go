@@ -11,13 +11,11 @@
 //     an expired lease is taken over (attempt+1, a failure spent); one that
 //     a failure more would exhaust, or with a cancel request, is reclaimed
 //     instead. Anything else is a stale message: deleted (ResolveStart).
-//     A start the store refuses as invalid (InvalidArgument for its entry:
-//     it could never land) goes to the DLQ with the reason, which the
-//     reaper fails the job with. Any other refusal (the whole write, or
-//     its entry) gives the message back after GiveBackDelay, which grows
-//     with the message's receive count, so an outage of minutes does not
-//     exhaust the work queue's receives (a longer one does: the reaper
-//     sends such a dead-lettered message again, package reaper).
+//     A start the store refuses (the whole write, or its entry) gives its
+//     message back after GiveBackDelay, which grows with the message's
+//     receive count, so an outage of minutes does not exhaust the work
+//     queue's receives (a longer one does: the reaper sends such a
+//     dead-lettered message again, package reaper).
 //  3. Heartbeat: one goroutine renews every running job's lease in one
 //     batched Apply (fenced on owner and attempt, carrying progress and
 //     reading back cancel requests) and, alongside, extends the messages'
@@ -78,8 +76,7 @@ import (
 
 // Options configure a Worker. Zero fields take the defaults noted.
 type Options struct {
-	// DLQ receives work messages that cannot be decoded, or whose job's
-	// start the store refuses for good (InvalidArgument), with the reason in
+	// DLQ receives work messages that cannot be decoded, with the reason in
 	// a "reason" attribute. Without one they are deleted and logged.
 	DLQ *queue.Queue
 	// Policy holds the lease and queueing durations (default job.DefaultPolicy).
@@ -473,7 +470,6 @@ func (w *Worker) startAll(ctx context.Context, msgs []*queue.Message) {
 	cctx, cancel := w.commitCtx()
 	defer cancel()
 	res, err := w.store.Apply(cctx, changes...)
-	callErr := err != nil
 	if err != nil {
 		w.m.Errors.WithLabelValues("worker", "start").Inc()
 		w.log.Error("start jobs", "n", len(changes), "err", err)
@@ -492,14 +488,6 @@ func (w *Worker) startAll(ctx context.Context, msgs []*queue.Message) {
 			w.conflict(cctx, m, ids[i], r.Job, now)
 		case errors.Is(r.Err, errcode.NotFound):
 			w.stale(m, ids[i], "job not found")
-		case !callErr && errcode.Of(r.Err) == errcode.InvalidArgument:
-			// The store refuses this job's start for good (the write
-			// itself is invalid, e.g. the record would outgrow an item):
-			// giving the message back would only repeat it. To the DLQ
-			// with the reason, with which the reaper fails the job.
-			w.m.Errors.WithLabelValues("worker", "start").Inc()
-			w.deadLetter(m, fmt.Errorf("start of job %s refused: %w", ids[i].ID, r.Err))
-			w.release(1)
 		default:
 			// No answer: the start may have landed. If it did, the job is
 			// ours — run it, or its lease would run out unused and spend an
@@ -609,10 +597,9 @@ func (w *Worker) deleteMessage(m *queue.Message) {
 	}
 }
 
-// deadLetter moves a message to the DLQ with the reason: one that cannot be
-// decoded, or whose job's start the store refuses for good.
+// deadLetter moves an undecodable message to the DLQ with the reason.
 func (w *Worker) deadLetter(m *queue.Message, reason error) {
-	w.log.Error("work message dead-lettered", "message_id", m.ID, "err", reason)
+	w.log.Error("undecodable work message", "message_id", m.ID, "err", reason)
 	ctx, cancel := w.commitCtx()
 	defer cancel()
 	if w.o.DLQ != nil {
