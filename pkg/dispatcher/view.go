@@ -11,7 +11,7 @@ import (
 // submit and cancel answers); the Go client decodes the same struct.
 //
 // It is the job record without the fields that only mean something to the
-// protocol (rev, due_at, resend_at, resends, payload_hash). A payload kept
+// protocol (rev, due_at, resend_at, resends, dead_letters, payload_hash). A payload kept
 // inline is in Payload; a large one lives in the blob store under
 // PayloadRef (PayloadSize says how big it is). A SUCCEEDED job has a
 // ResultURL that serves its result; its Result is also inline when it was

@@ -90,6 +90,7 @@ const (
 	FieldFinishedAt
 	FieldExpiresAt
 	FieldUpdatedAt
+	FieldDeadLetters
 	fieldEnd
 )
 
@@ -109,6 +110,7 @@ var fieldNames = map[Field]string{
 	FieldDueAt: "due_at", FieldDetail: "detail", FieldProgress: "progress",
 	FieldResult: "result", FieldError: "error", FieldStartedAt: "started_at",
 	FieldFinishedAt: "finished_at", FieldExpiresAt: "expires_at", FieldUpdatedAt: "updated_at",
+	FieldDeadLetters: "dead_letters",
 }
 
 // String returns the field's record name (as in the job's JSON).
@@ -187,6 +189,8 @@ func (p Patch) Apply(j *Job) {
 			j.ResendAt = v.ResendAt
 		case FieldResends:
 			j.Resends = v.Resends
+		case FieldDeadLetters:
+			j.DeadLetters = v.DeadLetters
 		case FieldDueAt:
 			j.DueAt = v.DueAt
 		case FieldDetail:
@@ -353,9 +357,10 @@ func queuedDue(resendAt time.Time, j *Job) time.Time {
 // SCHEDULED for the reaper to promote.
 func (p Policy) queueAt(set *Patch, now time.Time, delay time.Duration) {
 	runAt := now.Add(max(delay, 0))
-	set.Fields |= FieldStatus | FieldRunAt | FieldResendAt | FieldResends | FieldDueAt
+	set.Fields |= FieldStatus | FieldRunAt | FieldResendAt | FieldResends | FieldDeadLetters | FieldDueAt
 	set.Values.RunAt = runAt
 	set.Values.Resends = 0
+	set.Values.DeadLetters = 0
 	if delay > p.MaxQueueDelay {
 		set.Values.Status = Scheduled
 		set.Values.ResendAt = time.Time{}
@@ -418,7 +423,7 @@ func (p Policy) Start(m Message, owner string, now time.Time) Change {
 func (p Policy) startFields(set *Patch, attempt int, owner string, now time.Time) {
 	lease := now.Add(p.Lease)
 	set.Fields |= FieldStatus | FieldAttempt | FieldOwner | FieldLeaseUntil | FieldDueAt |
-		FieldStartedAt | FieldUpdatedAt | FieldResendAt | FieldResends | FieldDetail | FieldProgress
+		FieldStartedAt | FieldUpdatedAt | FieldResendAt | FieldResends | FieldDeadLetters | FieldDetail | FieldProgress
 	set.Values.Status = Running
 	set.Values.Attempt = attempt
 	set.Values.Owner = owner
@@ -428,6 +433,7 @@ func (p Policy) startFields(set *Patch, attempt int, owner string, now time.Time
 	set.Values.UpdatedAt = now
 	set.Values.ResendAt = time.Time{}
 	set.Values.Resends = 0
+	set.Values.DeadLetters = 0
 	set.Values.Detail = ""
 	set.Values.Progress = nil
 	set.History = append(set.History, Attempt{Attempt: attempt, Owner: owner, StartedAt: now})
@@ -604,22 +610,28 @@ func (p Policy) Resend(cur *Job, now time.Time) Change {
 }
 
 // Redrive records that the work message of a QUEUED job (cur as read)
-// reached the dead-letter queue without starting the job: its resend
-// deadline is brought forward, so the reaper's resend sweep sends the
-// message again (and handles a pending cancel or a passed start deadline
-// first, as for any resend), and detail says what happened. The first
-// redrive of a queued spell (no resends yet) is due at once; each later one
-// is held back as long as the resend interval it follows (ResendAfter
-// doubling, up to MaxResendInterval), so a job whose start keeps being
+// reached the dead-letter queue without starting the job: DeadLetters
+// counts it, the resend deadline is brought forward, so the reaper's resend
+// sweep sends the message again (and handles a pending cancel or a passed
+// start deadline first, as for any resend), and detail says what happened.
+// The first redrive of a queued spell (no resends yet) is due at once; each
+// later one is held back as long as the resend interval it follows
+// (ResendAfter doubling, up to MaxResendInterval), or less when the
+// deadline already set comes first, so a job whose start keeps being
 // refused is tried less and less often.
 func (p Policy) Redrive(cur *Job, now time.Time, detail string) Change {
 	c := Change{ID: cur.ID, Event: EventResend, Key: cur.Key, If: Cond{Status: Queued, Attempt: cur.Attempt, Rev: cur.Rev}}
-	c.Set.Fields = FieldResendAt | FieldDueAt | FieldDetail | FieldUpdatedAt
-	c.Set.Values.ResendAt = later(now, cur.RunAt)
+	c.Set.Fields = FieldResendAt | FieldDueAt | FieldDeadLetters | FieldDetail | FieldUpdatedAt
+	at := later(now, cur.RunAt)
 	if cur.Resends > 0 {
-		c.Set.Values.ResendAt = p.resendAt(now, cur.RunAt, cur.Resends-1)
+		at = p.resendAt(now, cur.RunAt, cur.Resends-1)
 	}
-	c.Set.Values.DueAt = queuedDue(c.Set.Values.ResendAt, cur)
+	if !cur.ResendAt.IsZero() && cur.ResendAt.Before(at) {
+		at = cur.ResendAt
+	}
+	c.Set.Values.ResendAt = at
+	c.Set.Values.DueAt = queuedDue(at, cur)
+	c.Set.Values.DeadLetters = cur.DeadLetters + 1
 	c.Set.Values.Detail = truncate(detail, maxReasonLen)
 	c.Set.Values.UpdatedAt = now
 	return c

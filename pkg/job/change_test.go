@@ -420,6 +420,7 @@ func TestRedriveBringsTheResendForward(t *testing.T) {
 	require.Equal(t, now, r.ResendAt, "due at once")
 	require.Equal(t, now, r.DueAt)
 	require.Equal(t, "dead-lettered", r.Detail)
+	require.Equal(t, 1, r.DeadLetters)
 	require.Equal(t, 0, r.Resends, "the resend sweep counts the send")
 	require.False(t, policy.Redrive(j, now, "x").If.Holds(r), "fenced on the revision read")
 
@@ -428,6 +429,10 @@ func TestRedriveBringsTheResendForward(t *testing.T) {
 	later := now.Add(time.Minute)
 	r2 := apply(t, s, policy.Redrive(s, later, "again"))
 	require.Equal(t, later.Add(2*policy.ResendAfter), r2.ResendAt, "after two resends: the second's interval")
+	require.Equal(t, 2, r2.DeadLetters)
+	r3 := apply(t, r2, policy.Redrive(r2, later.Add(time.Hour), "x"))
+	require.Equal(t, r2.ResendAt, r3.ResendAt, "never later than the deadline already set")
+	require.Zero(t, start(t, r3, "w", later).DeadLetters, "a start restarts the count")
 
 	delayed := newJob(t, job.Submission{Type: "echo", Delay: job.Duration(time.Minute)})
 	d := apply(t, delayed, policy.Redrive(delayed, t0, "x"))

@@ -162,7 +162,12 @@ type Job struct {
 	RunAt           time.Time `json:"run_at,omitzero"`
 	ResendAt        time.Time `json:"resend_at,omitzero"`
 	Resends         int       `json:"resends,omitempty"`
-	DueAt           time.Time `json:"due_at,omitzero"`
+	// DeadLetters counts the work messages of this queued spell that
+	// reached the dead-letter queue without starting the job (reaper,
+	// Policy.Redrive); it restarts at 0 when the job starts or is queued
+	// again.
+	DeadLetters int       `json:"dead_letters,omitempty"`
+	DueAt       time.Time `json:"due_at,omitzero"`
 	// StartBy, when set, is when a job that never started fails (with a
 	// "provisioner:" error): the submission's start_within after run_at.
 	StartBy time.Time `json:"start_by,omitzero"`

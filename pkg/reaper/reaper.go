@@ -21,10 +21,11 @@
 //     fail healthy jobs. A dead letter is handled only once its job can be
 //     read, so however long the outage, its jobs run after it. A job whose
 //     start keeps being refused is re-sent less and less often (the resend
-//     intervals) and fails, with the reason, once Options.RedriveFor has
-//     passed since its run_at; a message a worker dead-lettered itself
-//     (with a "reason" attribute) fails its job at once. Nothing disappears
-//     silently.
+//     intervals) and fails, with the reason, at its Options.MaxRedrives+1-th
+//     dead letter of one queued spell (job.Job.DeadLetters); a message a
+//     worker dead-lettered itself (with a "reason" attribute) fails its job
+//     at once. A job with a cancel pending is cancelled instead. Nothing
+//     disappears silently.
 //   - Terminal records past retention → purged, where the store supports it.
 //
 // Every write is conditional on the revision read, so two reapers at once
@@ -76,12 +77,12 @@ type Options struct {
 	// WorkDLQ is the work queue's dead-letter queue, drained into re-sent
 	// messages or FAILED jobs (see the package doc).
 	WorkDLQ *queue.Queue
-	// RedriveFor is how long after its run_at a job whose work message
-	// reached the DLQ without starting it is still sent again (default
-	// DefaultRedriveFor; negative: never, it fails at once). It bounds a
-	// job whose start keeps being refused while its record can be read,
-	// not the length of an outage (see the package doc).
-	RedriveFor time.Duration
+	// MaxRedrives is how many times, in one queued spell, a job whose work
+	// message reached the DLQ without starting it is sent again before it
+	// fails (default DefaultMaxRedrives; negative: none, it fails at once).
+	// It bounds a job whose start keeps being refused while its record can
+	// be read, not the length of an outage (see the package doc).
+	MaxRedrives int
 	// Events is the fleet's state-change event queue; EventsDLQ receives
 	// events that cannot be parsed, with the reason.
 	Events, EventsDLQ *queue.Queue
@@ -133,8 +134,11 @@ func New(store *jobstore.Store, workQ *queue.Queue, opts *Options) *Reaper {
 	if o.EventsWait <= 0 {
 		o.EventsWait = queue.MaxWait
 	}
-	if o.RedriveFor == 0 {
-		o.RedriveFor = DefaultRedriveFor
+	switch {
+	case o.MaxRedrives == 0:
+		o.MaxRedrives = DefaultMaxRedrives
+	case o.MaxRedrives < 0:
+		o.MaxRedrives = 0
 	}
 	o.Clock = clock.Or(o.Clock)
 	if o.Logger == nil {
@@ -365,8 +369,10 @@ func (r *Reaper) enqueueLater(ctx context.Context, jobs []*job.Job, now time.Tim
 	}
 }
 
-// DefaultRedriveFor is Options.RedriveFor's default.
-const DefaultRedriveFor = 24 * time.Hour
+// DefaultMaxRedrives is Options.MaxRedrives's default: with the resend
+// intervals between them (up to an hour), about ten hours of a start that
+// keeps being refused.
+const DefaultMaxRedrives = 10
 
 // sweepDeadLetters handles dead-lettered work messages (see the package
 // doc): a message is deleted from the DLQ once handled.
@@ -431,7 +437,7 @@ func (r *Reaper) deadLetter(ctx context.Context, m *queue.Message, res *SweepRes
 	receives := m.ReceiveCount - 1
 	reason := "work message moved to the dead-letter queue after " + strconv.Itoa(receives) + " receives without starting"
 	why := m.Attributes["reason"]
-	if why == "" && now.Sub(j.RunAt) < r.o.RedriveFor {
+	if why == "" && j.DeadLetters < r.o.MaxRedrives && !j.CancelRequested {
 		n, err := r.store.ApplyOne(ctx, r.o.Policy.Redrive(j, now, reason+"; sent again"))
 		if errors.Is(err, errcode.FailedPrecondition) {
 			return errJobMoved
@@ -442,20 +448,37 @@ func (r *Reaper) deadLetter(ctx context.Context, m *queue.Message, res *SweepRes
 		r.m.Redrives.Inc()
 		res.Redriven++
 		r.log.Warn("work message dead-lettered without starting its job; the resend sweep sends it again",
-			"job_id", n.ID, "attempt", n.Attempt, "receives", receives, "resend_at", n.ResendAt)
+			"job_id", n.ID, "attempt", n.Attempt, "receives", receives, "dead_letters", n.DeadLetters, "resend_at", n.ResendAt)
 		return nil
 	}
-	if why != "" {
-		reason += ": " + why
-	} else {
-		reason += "; not started within " + r.o.RedriveFor.String() + " of run_at"
+	switch {
+	case why != "":
+		reason = "work message dead-lettered by a worker: " + why
+	case j.DeadLetters > 0:
+		reason += " (sent again " + strconv.Itoa(j.DeadLetters) + " times)"
 	}
-	n, err := r.store.ApplyOne(ctx, r.o.Policy.DeadLetter(j, now, reason))
+	var change job.Change
+	if c, ok := r.o.Policy.RequestCancel(j, now); ok && j.CancelRequested {
+		change = c // asked to cancel: that, rather than a failure
+	} else {
+		change = r.o.Policy.DeadLetter(j, now, reason)
+	}
+	n, err := r.store.ApplyOne(ctx, change)
+	if errcode.Of(err) == errcode.InvalidArgument && change.Event == job.EventDeadLetter {
+		// The store refuses the record with the reason (too large?): fail
+		// the job with a short one rather than keep the dead letter forever.
+		r.log.Error("fail dead-lettered job with its reason", "job_id", j.ID, "err", err)
+		n, err = r.store.ApplyOne(ctx, r.o.Policy.DeadLetter(j, now, "work message dead-lettered"))
+	}
 	if errors.Is(err, errcode.FailedPrecondition) {
 		return errJobMoved
 	}
 	if err != nil {
 		return err
+	}
+	if change.Event != job.EventDeadLetter {
+		r.log.Info("cancelled a dead-lettered job whose cancel was pending", "job_id", n.ID)
+		return nil
 	}
 	res.DeadLettered++
 	r.log.Warn("job failed: dead-lettered", "job_id", n.ID, "attempt", n.Attempt, "reason", reason)

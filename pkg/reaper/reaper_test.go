@@ -240,7 +240,7 @@ func TestDeadLetters(t *testing.T) {
 	_, err = e.store.ApplyOne(ctx, policy.Finish(r, e.clock.Now(), job.End{Outcome: job.OutcomeHandedBack}))
 	require.NoError(t, err)
 	withReason := work.Entry(j, e.clock.Now(), 0)
-	withReason.Attributes = map[string]string{"reason": "the store refuses the start: item too large"}
+	withReason.Attributes = map[string]string{"reason": "a worker's own reason"}
 	_, err = e.dlq.Send(ctx, withReason)
 	require.NoError(t, err)
 	_, err = work.Enqueue(ctx, e.dlq, e.clock.Now(), moved)
@@ -253,8 +253,7 @@ func TestDeadLetters(t *testing.T) {
 	require.Zero(t, res.Redriven)
 	f := e.get(j.ID)
 	require.Equal(t, job.Failed, f.Status)
-	require.Contains(t, f.Error, "dead-letter queue")
-	require.Contains(t, f.Error, "item too large", "the worker's reason")
+	require.Equal(t, "work message dead-lettered by a worker: a worker's own reason", f.Error)
 	require.Equal(t, job.Queued, e.get(moved.ID).Status, "a stale dead letter leaves the job alone")
 	d, err := e.dlq.Depth(ctx)
 	require.NoError(t, err)
@@ -268,12 +267,13 @@ func TestDeadLetters(t *testing.T) {
 // job (a store outage longer than the workers' give-backs) reaches the DLQ
 // through redrive. The reaper brings the job's resend forward and the
 // resend sweep sends the message again: at once the first time, then after
-// the resend interval; past RedriveFor since run_at the job fails.
+// the resend interval; at the dead letter after MaxRedrives the job fails.
+// A start restarts the count.
 func TestRedrive(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	e.r = reaper.New(e.store, e.work, &reaper.Options{Policy: policy, Sweep: time.Hour, WorkDLQ: e.dlq,
-		RedriveFor: 30 * time.Minute, Clock: e.clock, Metrics: e.m})
+		MaxRedrives: 2, Clock: e.clock, Metrics: e.m})
 	ctx := context.Background()
 	j := e.submit(job.Submission{Type: "echo"})
 	_, err := work.Enqueue(ctx, e.work, e.clock.Now(), j)
@@ -305,8 +305,10 @@ func TestRedrive(t *testing.T) {
 	require.Zero(t, res.DeadLettered)
 	cur := e.get(j.ID)
 	require.Equal(t, job.Queued, cur.Status, "a job that never started is not failed")
+	require.Equal(t, 1, cur.DeadLetters)
 	require.Contains(t, cur.Detail, "after 3 receives without starting; sent again")
 	require.Equal(t, e.clock.Now(), cur.ResendAt, "the first time at once")
+	require.Zero(t, visible(), "the dead-letter step sends nothing itself")
 	e.clock.Advance(time.Second)
 	res = e.sweep()
 	require.Equal(t, 1, res.Resent, "the resend sweep sends it")
@@ -315,30 +317,53 @@ func TestRedrive(t *testing.T) {
 	deadLetter()
 	res = e.sweep()
 	require.Equal(t, 1, res.Redriven)
-	require.Zero(t, res.Resent)
+	require.Equal(t, 2, e.get(j.ID).DeadLetters)
 	e.clock.Advance(policy.ResendAfter - time.Second)
 	require.Zero(t, e.sweep().Resent, "held back as long as the resend interval it follows")
 	e.clock.Advance(2 * time.Second)
 	require.Equal(t, 1, e.sweep().Resent)
-	require.Equal(t, 2, e.get(j.ID).Resends)
 
-	e.clock.Advance(30 * time.Minute)
-	e.sweep() // resends again, as the deadline passed
-	for visible() > 1 {
-		msgs, err := e.work.Receive(ctx, queue.ReceiveOptions{Max: 1})
-		require.NoError(t, err)
-		_, err = e.work.Delete(ctx, msgs[0].Handle)
-		require.NoError(t, err)
-	}
 	deadLetter()
 	res = e.sweep()
-	require.Equal(t, 1, res.DeadLettered)
+	require.Equal(t, 1, res.DeadLettered, "the third dead letter with MaxRedrives 2")
 	f := e.get(j.ID)
 	require.Equal(t, job.Failed, f.Status)
-	require.Contains(t, f.Error, "after 3 receives without starting; not started within 30m0s of run_at")
+	require.Equal(t, "work message moved to the dead-letter queue after 3 receives without starting (sent again 2 times)", f.Error)
 	d, err := e.dlq.Depth(ctx)
 	require.NoError(t, err)
 	require.Equal(t, queue.Depth{}, d, "the DLQ is drained")
+
+	// A start restarts the count; so does a re-queue.
+	k := e.submit(job.Submission{Type: "echo"})
+	k, err = e.store.ApplyOne(ctx, policy.Redrive(k, e.clock.Now(), "x"))
+	require.NoError(t, err)
+	require.Equal(t, 1, k.DeadLetters)
+	k, err = e.store.ApplyOne(ctx, policy.Start(job.Message{ID: k.ID}, "w", e.clock.Now()))
+	require.NoError(t, err)
+	require.Zero(t, k.DeadLetters)
+}
+
+// A dead letter of a job with a cancel pending (asked while it ran, and
+// re-queued before its owner saw it) cancels it.
+func TestDeadLetterCancelsPending(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	j := e.running("w", job.Submission{Type: "echo"})
+	handBack := policy.Finish(j, e.clock.Now(), job.End{Outcome: job.OutcomeHandedBack}) // before the owner sees the cancel
+	c, ok := policy.RequestCancel(j, e.clock.Now())
+	require.True(t, ok)
+	_, err := e.store.ApplyOne(ctx, c)
+	require.NoError(t, err)
+	j, err = e.store.ApplyOne(ctx, handBack)
+	require.NoError(t, err)
+	require.Equal(t, job.Queued, j.Status)
+	require.True(t, j.CancelRequested)
+	_, err = work.Enqueue(ctx, e.dlq, e.clock.Now(), j)
+	require.NoError(t, err)
+	res := e.sweep()
+	require.Zero(t, res.Redriven)
+	require.Equal(t, job.Cancelled, e.get(j.ID).Status)
 }
 
 // A dead letter whose job changed meanwhile (here: a note) stays in the

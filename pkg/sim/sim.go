@@ -31,8 +31,7 @@
 //     timeouts, resends, promotions, the work DLQ) every sweep interval,
 //     and reaper.Reaper.HandleEvent for fleet STOPPED events. A third of
 //     the seeds each fail a dead-lettered never-started job at once, send
-//     it again for 2 minutes after its run_at, and for the default day
-//     (reaper.Options.RedriveFor).
+//     it again once, and up to the default (reaper.Options.MaxRedrives).
 //   - Workers (2-4, 1-4 jobs each): a step-driven model of the worker core
 //     (worker.go) that takes its decisions with the core's own functions
 //     (pkg/worker's decide.go) and only sequences them: receive, start
@@ -281,10 +280,10 @@ type world struct {
 	visible bool
 }
 
-// redriveFor is the reapers' Options.RedriveFor for seed: never, 2 minutes
-// or the default, by the seed itself (drawing it would change every seed's
+// maxRedrives is the reapers' Options.MaxRedrives for seed: none, one or
+// the default, by the seed itself (drawing it would change every seed's
 // run).
-func redriveFor(seed uint64) time.Duration { return []time.Duration{-1, 2 * time.Minute, 0}[seed%3] }
+func maxRedrives(seed uint64) int { return []int{-1, 1, 0}[seed%3] }
 
 // fleetEvent is a fleet event on its way to the reaper.
 type fleetEvent struct {
@@ -420,7 +419,7 @@ func newWorld(ctx context.Context, seed uint64, cfg *Config) (*world, error) {
 			}
 		}
 		p.r = reaper.New(w.store, w.work, &reaper.Options{Policy: w.policy, WorkDLQ: w.dlq,
-			RedriveFor: redriveFor(seed), Clock: skewed{clk, p.offset}, Metrics: m})
+			MaxRedrives: maxRedrives(seed), Clock: skewed{clk, p.offset}, Metrics: m})
 		w.reapers = append(w.reapers, p)
 		w.tracef("%s (clock %+v)", p.name, p.offset)
 	}

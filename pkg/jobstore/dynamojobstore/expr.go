@@ -139,6 +139,8 @@ func (l Layout) buildUpdate(c job.Change, key string) update {
 			tm(attr, v.ResendAt)
 		case job.FieldResends:
 			num(attr, int64(v.Resends), false)
+		case job.FieldDeadLetters:
+			num(attr, int64(v.DeadLetters), false)
 		case job.FieldDueAt:
 			tm(attr, v.DueAt)
 		case job.FieldDetail:

@@ -150,6 +150,7 @@ func (l Layout) encodeJob(j *job.Job) map[string]types.AttributeValue {
 	optT(job.FieldRunAt.String(), j.RunAt)
 	optT(job.FieldResendAt.String(), j.ResendAt)
 	optN(job.FieldResends.String(), int64(j.Resends))
+	optN(job.FieldDeadLetters.String(), int64(j.DeadLetters))
 	optT(attrDueAt, j.DueAt)
 	optT(AttrStartBy, j.StartBy)
 	if j.Status.Active() {
@@ -309,6 +310,7 @@ func decodeJob(item map[string]types.AttributeValue) (*job.Job, error) {
 		RunAt:           d.time(job.FieldRunAt.String()),
 		ResendAt:        d.time(job.FieldResendAt.String()),
 		Resends:         d.integer(job.FieldResends.String()),
+		DeadLetters:     d.integer(job.FieldDeadLetters.String()),
 		DueAt:           d.time(attrDueAt),
 		StartBy:         d.time(AttrStartBy),
 		Detail:          d.str(job.FieldDetail.String()),

@@ -34,6 +34,7 @@ func (f *fx) fullJob() *job.Job {
 	j.CancelRequested = true
 	j.RunAt = now.Add(time.Second)
 	j.Resends = 3
+	j.DeadLetters = 2
 	j.StartBy = now.Add(10 * time.Minute)
 	j.Detail = "waiting for capacity: ünïcode ✓"
 	j.Progress = raw(`{"done":3,"of":10}`)
