@@ -3,6 +3,7 @@ package reaper_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -364,6 +365,38 @@ func TestDeadLetterCancelsPending(t *testing.T) {
 	res := e.sweep()
 	require.Zero(t, res.Redriven)
 	require.Equal(t, job.Cancelled, e.get(j.ID).Status)
+}
+
+// A failure the store refuses with its long reason (the record too large?)
+// is written with a short one, rather than keeping the dead letter forever.
+func TestDeadLetterShortReason(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	j := e.submit(job.Submission{Type: "echo"})
+	m := work.Entry(j, e.clock.Now(), 0)
+	m.Attributes = map[string]string{"reason": strings.Repeat("long reason ", 20)}
+	_, err := e.dlq.Send(ctx, m)
+	require.NoError(t, err)
+	r := reaper.New(jobstore.New(refuseLongErrors{e.store.Driver()}, nil), e.work,
+		&reaper.Options{Policy: policy, WorkDLQ: e.dlq, Clock: e.clock, Metrics: e.m})
+	res, err := r.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.DeadLettered)
+	require.Equal(t, "work message dead-lettered", e.get(j.ID).Error)
+}
+
+// refuseLongErrors refuses, as invalid, a write that sets an error longer
+// than 100 bytes.
+type refuseLongErrors struct{ jobstore.Driver }
+
+func (d refuseLongErrors) Apply(ctx context.Context, changes []job.Change) ([]jobstore.ChangeResult, error) {
+	for _, c := range changes {
+		if len(c.Set.Values.Error) > 100 {
+			return []jobstore.ChangeResult{{Err: errcode.New(errcode.InvalidArgument, "item too large")}}, nil
+		}
+	}
+	return d.Driver.Apply(ctx, changes)
 }
 
 // A dead letter whose job changed meanwhile (here: a note) stays in the
