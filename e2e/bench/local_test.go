@@ -156,6 +156,7 @@ func openLocal(t *testing.T, cfg config.Config, done *marks) *profile.Backends {
 func newService(b *profile.Backends, cfg config.Config) *dispatcher.Service {
 	return dispatcher.NewService(b.Store, b.Work, b.Blob, &dispatcher.Options{
 		Policy: cfg.Policy(), Limits: cfg.Limits(), Payloads: handlers.Validator(), InlineLimit: cfg.InlineLimit,
+		GroupCommit: true, // as the local profile's dispatcher has it
 	})
 }
 

@@ -92,6 +92,7 @@ func setup(t *testing.T, opts *dispatcher.APIOptions) *env {
 		InlineLimit: testInlineLimit,
 		Clock:       e.clk,
 		Metrics:     e.m,
+		GroupCommit: true, // SQLite, as on the local profile
 	})
 	e.api = dispatcher.NewAPI(e.svc, opts)
 	e.srv = httptest.NewServer(e.api)

@@ -18,11 +18,14 @@
 // resend deadline makes the reaper send it, so an acknowledged job is never
 // stranded.
 //
-// Concurrent Submits share their writes (group commit, package
+// With Options.GroupCommit, concurrent Submits share their writes (package
 // internal/groupcommit): the creates and the sends that arrive while one is
-// in flight go out together in the next, so single submissions under load
-// cost one store transaction and one send for many (a lone one waits for
-// nothing). Each caller still gets its own results.
+// in flight go out together in the next (up to jobstore.MaxBatch jobs), so
+// single submissions under load cost one store transaction and one send
+// transaction for many (a lone one waits for nothing). Each caller still
+// gets its own results. The local profile turns it on: there every write
+// is a transaction that waits for the disk. On DynamoDB every job is its
+// own call anyway, so sharing would only cap their parallelism.
 package dispatcher
 
 import (
@@ -61,6 +64,9 @@ type Options struct {
 	// OnEnqueue is called after work messages were sent (the scaler's
 	// wake-up); it must not block.
 	OnEnqueue func()
+	// GroupCommit shares the writes of concurrent Submits (see the package
+	// doc).
+	GroupCommit bool
 }
 
 // Service is the dispatcher's protocol core.
@@ -103,16 +109,41 @@ func NewService(store *jobstore.Store, workQ *queue.Queue, bucket *blob.Bucket, 
 		o.OnEnqueue = func() {}
 	}
 	s := &Service{store: store, work: workQ, blob: bucket, o: o, log: o.Logger, m: o.Metrics}
-	s.creates = groupcommit.New(func(ctx context.Context, jobs []*job.Job) ([]jobstore.CreateResult, error) {
-		return s.store.Create(ctx, jobs...)
-	}, &groupcommit.Options{
-		// A job the store refuses as invalid fails its own submission only.
-		Isolate: func(err error) bool { return errcode.Of(err) == errcode.InvalidArgument },
-	})
-	s.sends = groupcommit.New(func(ctx context.Context, jobs []*job.Job) ([]error, error) {
-		return work.Enqueue(ctx, s.work, s.o.Clock.Now(), jobs...)
-	}, &groupcommit.Options{Timeout: sendTimeout})
+	if o.GroupCommit {
+		// At most one Create call's batch, so that a batch is one driver
+		// call: all of it lands or none.
+		s.creates = groupcommit.New(s.createNow, &groupcommit.Options{
+			MaxItems: jobstore.MaxBatch,
+			// A job the store refuses as invalid fails its own submission only.
+			Isolate: func(err error) bool { return errcode.Of(err) == errcode.InvalidArgument },
+		})
+		s.sends = groupcommit.New(s.sendNow, &groupcommit.Options{MaxItems: jobstore.MaxBatch, Timeout: sendTimeout})
+	}
 	return s
+}
+
+func (s *Service) createNow(ctx context.Context, jobs []*job.Job) ([]jobstore.CreateResult, error) {
+	return s.store.Create(ctx, jobs...)
+}
+
+func (s *Service) sendNow(ctx context.Context, jobs []*job.Job) ([]error, error) {
+	return work.Enqueue(ctx, s.work, s.o.Clock.Now(), jobs...)
+}
+
+// create stores jobs, in a shared batch with GroupCommit.
+func (s *Service) create(ctx context.Context, jobs []*job.Job) ([]jobstore.CreateResult, error) {
+	if s.creates == nil {
+		return s.createNow(ctx, jobs)
+	}
+	return s.creates.Do(ctx, jobs)
+}
+
+// send sends the work messages of jobs, in a shared batch with GroupCommit.
+func (s *Service) send(ctx context.Context, jobs []*job.Job) ([]error, error) {
+	if s.sends == nil {
+		return s.sendNow(ctx, jobs)
+	}
+	return s.sends.Do(ctx, jobs)
 }
 
 // sendTimeout bounds the send of a submission's work messages, which goes
@@ -191,7 +222,7 @@ func (s *Service) Submit(ctx context.Context, reqs ...Request) ([]Result, error)
 	if len(jobs) == 0 {
 		return out, nil
 	}
-	res, err := s.creates.Do(ctx, jobs)
+	res, err := s.create(ctx, jobs)
 	if err != nil {
 		return nil, fmt.Errorf("store jobs: %w", err)
 	}
@@ -308,7 +339,7 @@ func (s *Service) enqueue(ctx context.Context, jobs []*job.Job) {
 	if len(jobs) == 0 {
 		return
 	}
-	errs, err := s.sends.Do(ctx, jobs)
+	errs, err := s.send(ctx, jobs)
 	if err != nil {
 		s.m.Errors.WithLabelValues("dispatcher", "send").Inc()
 		s.log.Warn("send work messages; the reaper will re-send them", "n", len(jobs), "err", err)

@@ -82,6 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	svc := dispatcher.NewService(b.Store, b.Work, b.Blob, &dispatcher.Options{
 		Policy: cfg.Policy(), Limits: cfg.Limits(), Payloads: handlers.Validator(),
 		InlineLimit: cfg.InlineLimit, Logger: log, Metrics: m, OnEnqueue: scaler.Wake,
+		GroupCommit: cfg.Profile == config.ProfileLocal,
 	})
 	api := dispatcher.NewAPI(svc, &dispatcher.APIOptions{Tokens: cfg.APITokens, MaxInFlight: cfg.MaxInFlight, Logger: log,
 		Fleet: dispatcher.CachedFleetStatus(fl, scaler, time.Second)})

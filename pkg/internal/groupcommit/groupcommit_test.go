@@ -325,3 +325,64 @@ func TestConcurrentCallers(t *testing.T) {
 	}
 	require.Equal(t, 400, n)
 }
+
+// Callers that give up at random moments, some of them just as it is their
+// turn to run a batch, never wedge the group: a later call still returns.
+func TestRandomCancellations(t *testing.T) {
+	t.Parallel()
+	g := New(func(_ context.Context, items []int) ([]int, error) {
+		time.Sleep(50 * time.Microsecond) // a write takes a moment
+		return items, nil
+	}, &Options{MaxItems: 5})
+	var wg sync.WaitGroup
+	for i := range 2000 {
+		wg.Go(func() {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if i%3 != 0 {
+				go func() {
+					time.Sleep(time.Duration(i%7) * 20 * time.Microsecond)
+					cancel()
+				}()
+			}
+			res, err := g.Do(ctx, []int{i})
+			if err == nil {
+				require.Equal(t, []int{i}, res)
+			} else {
+				require.ErrorIs(t, err, context.Canceled)
+			}
+		})
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, err := g.Do(t.Context(), []int{-1})
+		require.NoError(t, err)
+		require.Equal(t, []int{-1}, res)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the group is wedged")
+	}
+}
+
+// The batch runs on a context of its own: the caller that runs it giving
+// up does not cancel the others' writes.
+func TestBatchOutlivesItsCaller(t *testing.T) {
+	t.Parallel()
+	started, release := make(chan struct{}), make(chan struct{})
+	g := New(func(ctx context.Context, items []string) ([]string, error) {
+		close(started)
+		<-release
+		return items, context.Cause(ctx)
+	}, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	mine := goDo(g, ctx, "a")
+	<-started
+	cancel()
+	close(release)
+	require.Equal(t, outcome{res: []string{"a"}}, <-mine, "the batch's context was not cancelled with the caller's")
+}
+
