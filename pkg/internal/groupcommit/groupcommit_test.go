@@ -385,4 +385,3 @@ func TestBatchOutlivesItsCaller(t *testing.T) {
 	close(release)
 	require.Equal(t, outcome{res: []string{"a"}}, <-mine, "the batch's context was not cancelled with the caller's")
 }
-
