@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -331,7 +332,7 @@ func TestConcurrentCallers(t *testing.T) {
 func TestRandomCancellations(t *testing.T) {
 	t.Parallel()
 	g := New(func(_ context.Context, items []int) ([]int, error) {
-		time.Sleep(50 * time.Microsecond) // a write takes a moment
+		runtime.Gosched() // let callers arrive and give up meanwhile
 		return items, nil
 	}, &Options{MaxItems: 5})
 	var wg sync.WaitGroup
@@ -341,7 +342,9 @@ func TestRandomCancellations(t *testing.T) {
 			defer cancel()
 			if i%3 != 0 {
 				go func() {
-					time.Sleep(time.Duration(i%7) * 20 * time.Microsecond)
+					for range i % 7 { // give up at varying moments
+						runtime.Gosched()
+					}
 					cancel()
 				}()
 			}
